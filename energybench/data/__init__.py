@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 SHA256 = {
@@ -35,7 +35,7 @@ class DataChecksumError(RuntimeError):
     pass
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_packaged(name: str) -> str:
     """Decompress a shipped file and verify its SHA-256 against the published one."""
     if name not in SHA256:

@@ -1,0 +1,215 @@
+"""pytest glue only: options and ini twins, the ``energybench`` marker, fixtures, header and summary.
+
+Nothing heavy is imported at module level, so ``pytest --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from energybench.settings import METRICS, SettingsError
+
+SESSION_KEY = pytest.StashKey["Any"]()
+OPTIONS = (
+    # (name, metavar, help) -- every option has an ini twin "energybench_<name>"
+    ("model", "NAMES", "models, comma-separated or 'all': distilbert, gpt2, bert-base [distilbert]"),
+    ("precision", "NAMES", "precisions, comma-separated or 'all': fp32, fp16, bf16, int8 [all]"),
+    ("metric", "NAMES", f"metrics, comma-separated or 'all': {', '.join(METRICS)} [all]"),
+    ("device", "DEV", "cpu, cuda or auto (cuda when visible) [auto]"),
+    (
+        "model-source",
+        "SRC",
+        "auto (hub if reachable or cached, else embedded), hub, embedded, shape-only [auto]",
+    ),
+    ("model-path", "DIR", "a local fine-tuned checkpoint (save_pretrained folder) to benchmark instead"),
+    ("task", "TASK", "task of --model-path when its config does not say: sequence-classification, causal-lm"),
+    ("batch-size", "N", "batch size for evaluation, throughput and memory [32]"),
+    ("seq-len", "N", "tokens per sequence for latency, throughput and memory [128]"),
+    ("max-samples", "N", "quick runs: first N SST-2 sentences / N perplexity windows [all]"),
+    ("rounds", "N", "timed rounds per latency/throughput benchmark [30]"),
+    ("warmup-rounds", "N", "untimed warm-up rounds before timing [3]"),
+    ("ppl-context", "N", "perplexity window length in tokens [model maximum]"),
+    ("ppl-stride", "N", "perplexity stride in tokens [context / 2]"),
+    (
+        "accuracy-budget",
+        "SPEC",
+        "max accuracy loss vs fp32 in points, e.g. int8=1.0,fp16=0.3 [pyproject / built-in]",
+    ),
+    (
+        "perplexity-budget",
+        "SPEC",
+        "max perplexity increase vs fp32 in %, e.g. int8=5,gpt2/fp16=1 [pyproject / built-in]",
+    ),
+    ("reports-dir", "DIR", "where runs are saved, relative to the rootdir [reports]"),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("energybench", "energybench: precision x metric benchmarks of transformers")
+    for name, metavar, text in OPTIONS:
+        dest = name.replace("-", "_")
+        group.addoption(f"--{name}", dest=f"energybench_{dest}", metavar=metavar, default=None, help=text)
+        parser.addini(f"energybench_{dest}", f"default for --{name}", default=None)
+    group.addoption("--no-save", dest="energybench_no_save", action="store_true", default=False,
+                    help="do not save the run under the reports dir")  # fmt: skip
+
+
+def raw_options(config: pytest.Config) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for name, _, _ in OPTIONS:
+        dest = name.replace("-", "_")
+        raw[dest] = config.getoption(f"energybench_{dest}") or config.getini(f"energybench_{dest}") or None
+    raw["no_save"] = config.getoption("energybench_no_save")
+    return raw
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "energybench(metric): an energybench benchmark of one metric")
+    from energybench.settings import parse
+
+    try:
+        settings = parse(raw_options(config), config.rootpath)
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    from energybench.session import BenchSession
+
+    config.stash[SESSION_KEY] = BenchSession(settings, config.rootpath, progress=progress_printer(config))
+
+
+def progress_printer(config: pytest.Config) -> Any:
+    def show(message: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"energybench: {message}")
+
+    return show
+
+
+def bench_session(config: pytest.Config) -> Any:
+    return config.stash[SESSION_KEY]
+
+
+def metric_of(definition: Any) -> str | None:
+    marker = definition.get_closest_marker("energybench")
+    return marker.args[0] if marker and marker.args else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "eb_case" not in metafunc.fixturenames:
+        return
+    metric = metric_of(metafunc.definition)
+    if metric not in METRICS:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: mark it @pytest.mark.energybench(<metric>) "
+                                f"with a metric in {', '.join(METRICS)}")  # fmt: skip
+    session = bench_session(metafunc.config)
+    cases = session.cases(metric)
+    metafunc.parametrize("eb_case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    bench = bench_session(config)
+    selected, deselected = [], []
+    for item in items:
+        case = case_of(item)
+        if metric_of(item) is None and case is None:
+            selected.append(item)
+        elif case is not None and case.metric in bench.settings.metrics:
+            selected.append(item)
+        else:
+            deselected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    order = {p: i for i, p in enumerate(bench.settings.precisions)}
+    metric_order = {m: i for i, m in enumerate(METRICS)}
+
+    def key(item: pytest.Item) -> tuple:
+        case = case_of(item)  # group by model and precision so each model is converted once
+        return (0, "", 0, 0) if case is None else (1, case.model, order[case.precision], metric_order[case.metric])
+
+    items[:] = sorted(selected, key=key)
+
+
+def case_of(item: pytest.Item) -> Any:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("eb_case") if callspec else None
+    return case if hasattr(case, "metric") else None  # an empty parameter set gives NOTSET
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(case_of(item) for item in session.items):
+        try:
+            bench_session(session.config).activate()
+        except SettingsError as error:
+            raise pytest.UsageError(str(error)) from None
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    bench = bench_session(config)
+    if not bench.sources:
+        return []
+    lines = [f"energybench: device {bench.device}, runs saved to {bench.settings.reports_dir}"]
+    lines += [f"energybench: {source.describe()}" for source in bench.sources.values()]
+    return lines
+
+
+@pytest.fixture
+def eb(request: pytest.FixtureRequest, eb_case: Any) -> Any:
+    """The benchmark context of one model x precision x metric case."""
+    from energybench.suite import Bench
+
+    return Bench(bench_session(request.config), eb_case, request.node.nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    case = case_of(item)
+    bench = bench_session(item.config)
+    if case is None or item.nodeid in bench.recorded_tests or report.passed:
+        return report
+    if report.skipped or report.failed:
+        from energybench.records import Record
+
+        status = "skipped" if report.skipped else "error"
+        reason = skip_reason(report) if report.skipped else failure_line(call)
+        source = bench.sources[case.model].to_dict() if case.model in bench.sources else {}
+        record = Record(
+            model=case.model, precision=case.precision, metric=case.metric, value=None, unit="", status=status,
+            reason=reason, device=str(bench.device), test_id=item.nodeid, source=source,
+        )  # fmt: skip
+        bench.add(record)
+    return report
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+
+
+def failure_line(call: pytest.CallInfo) -> str:
+    if call.excinfo is None:
+        return "failed"
+    message = str(call.excinfo.value).strip()
+    return f"{call.excinfo.typename}: {message.splitlines()[0] if message else ''}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    bench = session.config.stash.get(SESSION_KEY, None)
+    if bench is not None and not hasattr(session.config, "workerinput"):
+        bench.save()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is None or not bench.records:
+        return
+    from energybench.summary import summary_table
+
+    terminalreporter.section("energybench summary")
+    for line in summary_table(bench.records):
+        terminalreporter.write_line(line)
+    if bench.saved_path:
+        terminalreporter.write_line(f"energybench: run saved to {bench.saved_path}")

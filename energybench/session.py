@@ -1,0 +1,193 @@
+"""One benchmark session: resolves sources once, owns loaded models, baselines and records,
+and saves the run at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from energybench import __version__
+from energybench.models import REGISTRY, LoadedModel, ModelSource, ModelSourceError, resolve, resolve_path
+from energybench.records import Record, Run
+from energybench.settings import Settings, SettingsError
+
+QUALITY_METRICS = {"sequence-classification": "accuracy", "causal-lm": "perplexity"}
+METRIC_TASKS = {"accuracy": ("sequence-classification",), "perplexity": ("causal-lm",)}
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    precision: str
+    metric: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.precision}"
+
+
+@dataclass
+class Prepared:
+    """A model converted to one precision on one device, ready to run."""
+
+    loaded: LoadedModel
+    model: Any
+    precision: str
+    implementation: str
+    details: dict[str, Any]
+    device: Any  # torch.device
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class BenchSession:
+    def __init__(self, settings: Settings, rootdir: Path, progress: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.rootdir = Path(rootdir)
+        self.progress = progress
+        self.started_at = utc_now()
+        self.sources: dict[str, ModelSource] = {}
+        self.records: list[Record] = []
+        self.recorded_tests: set[str] = set()
+        self.saved_path: Path | None = None
+        self.device: Any = None
+        self._loaded: dict[str, LoadedModel] = {}
+        self._prepared: tuple[tuple[str, str], Prepared] | None = None
+        self._quality: dict[tuple[str, str, str], Any] = {}
+
+    # -- start-up -------------------------------------------------------------------------
+    def activate(self) -> None:
+        """Resolve the device and every model source; raise SettingsError on anything unusable."""
+        if self.device is not None:
+            return
+        self.device = resolve_device(self.settings.device)
+        try:
+            for name in self.settings.models:
+                self.sources[name] = self.resolve_source(name)
+        except ModelSourceError as error:
+            raise SettingsError(str(error)) from error
+
+    def resolve_source(self, name: str) -> ModelSource:
+        if self.settings.model_path:
+            task = self.settings.task or (REGISTRY[name].task if name in REGISTRY else None)
+            return resolve_path(name, self.settings.model_path, task)
+        return resolve(REGISTRY[name], self.settings.model_source)
+
+    def task(self, model: str) -> str:
+        if model in self.sources:
+            return self.sources[model].task
+        if model in REGISTRY:
+            return REGISTRY[model].task
+        return self.settings.task or checkpoint_task(self.settings.model_path)
+
+    def cases(self, metric: str) -> list[Case]:
+        tasks = METRIC_TASKS.get(metric)
+        models = [m for m in self.settings.models if tasks is None or self.task(m) in (*tasks, None)]
+        return [Case(m, p, metric) for m in models for p in self.settings.precisions]
+
+    # -- models ---------------------------------------------------------------------------
+    def loaded(self, model: str) -> LoadedModel:
+        if model not in self._loaded:
+            from energybench.models import load
+
+            self._loaded[model] = load(self.sources[model], progress=self.progress)
+        return self._loaded[model]
+
+    def prepared(self, model: str, precision: str) -> Prepared:
+        """The converted model for (model, precision), kept until another one is asked for."""
+        key = (model, precision)
+        if self._prepared is None or self._prepared[0] != key:
+            self.release_prepared()
+            self._prepared = (key, self.fresh(model, precision))
+        return self._prepared[1]
+
+    def fresh(self, model: str, precision: str) -> Prepared:
+        """A new converted copy (the fp32 original stays untouched). Raises PrecisionUnsupported."""
+        from energybench.precision import convert
+
+        loaded = self.loaded(model)
+        converted = convert(copy.deepcopy(loaded.model), precision, self.device)
+        return Prepared(loaded, converted.model, precision, converted.implementation, converted.details, self.device)
+
+    def release_prepared(self) -> None:
+        self._prepared = None
+        gc.collect()
+        if self.device is not None and self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # -- quality and baselines ------------------------------------------------------------
+    def quality(self, model: str, precision: str, metric: str) -> Any:
+        """Accuracy or perplexity for (model, precision), computed once per session."""
+        key = (model, precision, metric)
+        if key not in self._quality:
+            from energybench import suite
+
+            self._quality[key] = suite.quality(self.prepared(model, precision), metric, self.settings)
+        return self._quality[key]
+
+    # -- records and the run --------------------------------------------------------------
+    def add(self, record: Record) -> Record:
+        self.records.append(record)
+        if record.test_id:
+            self.recorded_tests.add(record.test_id)
+        return record
+
+    def build_run(self, run_id: str) -> Run:
+        from energybench.environment import commit_info, machine_info
+
+        return Run(
+            run_id=run_id,
+            started_at=self.started_at,
+            finished_at=utc_now(),
+            energybench_version=__version__,
+            machine=machine_info(str(self.device or "cpu")),
+            commit=commit_info(self.rootdir),
+            options=self.settings.to_dict(),
+            models={name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()},
+            records=list(self.records),
+        )
+
+    def model_details(self, name: str) -> dict[str, Any]:
+        loaded = self._loaded.get(name)
+        return {"load_details": loaded.details} if loaded else {}
+
+    def save(self) -> Path | None:
+        from energybench.store import new_run_id, save_run
+
+        if not self.records or not self.settings.save:
+            return None
+        self.saved_path = save_run(self.build_run(new_run_id()), self.settings.reports_dir)
+        return self.saved_path
+
+
+def checkpoint_task(path: Path | None) -> str | None:
+    """Best-effort task of a checkpoint folder at collection time; activate() reports any problem."""
+    from energybench.models import task_of_checkpoint
+
+    try:
+        return task_of_checkpoint(Path(path)) if path else None
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_device(requested: str) -> Any:
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(
+            "--device cuda: no CUDA device is visible (torch.cuda.is_available() is False); "
+            "use --device cpu or auto, or install a CUDA build of torch"
+        )
+    return torch.device(requested)

@@ -1,0 +1,165 @@
+"""Parses and validates every energybench option once into a frozen :class:`Settings`.
+
+Precedence: command line > ini (``energybench_*`` keys) > ``[tool.energybench]`` in
+pyproject.toml (budgets) > built-in defaults. A bad value raises :class:`SettingsError`
+with what was wrong, what is accepted and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from energybench.models import REGISTRY, SOURCES, TASKS
+
+# Names only (energybench.precision holds the converters; importing it here would pull in torch).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_ACCURACY_BUDGET_PP = {"int8": 1.0, "fp16": 0.3, "bf16": 0.3}
+DEFAULT_PERPLEXITY_BUDGET_PCT = {"int8": 5.0, "fp16": 1.0, "bf16": 1.0}
+CUSTOM_MODEL = "custom"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    precisions: tuple[str, ...]
+    metrics: tuple[str, ...]
+    device: str
+    model_source: str
+    model_path: Path | None
+    task: str | None
+    batch_size: int
+    seq_len: int
+    max_samples: int | None
+    rounds: int
+    warmup_rounds: int
+    ppl_context: int | None
+    ppl_stride: int | None
+    reports_dir: Path
+    save: bool
+    accuracy_budget_pp: dict[str, float] = field(default_factory=dict)
+    perplexity_budget_pct: dict[str, float] = field(default_factory=dict)
+
+    def budget_for(self, metric: str, model: str, precision: str) -> float | None:
+        table = self.accuracy_budget_pp if metric == "accuracy" else self.perplexity_budget_pct
+        return table.get(f"{model}/{precision}", table.get(precision))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["model_path"] = str(self.model_path) if self.model_path else None
+        out["reports_dir"] = str(self.reports_dir)
+        return out
+
+
+def choice_list(
+    option: str, raw: str, accepted: tuple[str, ...], all_means: tuple[str, ...] | None = None
+) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in str(raw).split(",") if n.strip())
+    if all_means is not None and names == ("all",):
+        return all_means
+    unknown = [n for n in names if n not in accepted]
+    if unknown or not names:
+        extra = ", all" if all_means is not None else ""
+        raise SettingsError(
+            f"{option}: unknown value {', '.join(unknown) or repr(raw)}; accepted: {', '.join(accepted)}{extra} "
+            "(comma-separated)"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def positive_int(option: str, raw: Any, allow_none: bool = False) -> int | None:
+    if allow_none and (raw is None or str(raw).strip() in ("", "none", "all")):
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"{option}: {raw!r} is not a positive integer; give a whole number >= 1")
+    return value
+
+
+def budget_table(option: str, raw: str | dict | None, default: dict[str, float]) -> dict[str, float]:
+    """``int8=1.0,gpt2/fp16=0.5`` (or a TOML table) -> {key: limit}, merged over ``default``."""
+    table = dict(default)
+    if not raw:
+        return table
+    items = raw.items() if isinstance(raw, dict) else (p.split("=", 1) for p in str(raw).split(",") if "=" in p)
+    for key, value in items:
+        precision = str(key).strip().rpartition("/")[2]
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1.0
+        if precision not in PRECISIONS or limit < 0:
+            raise SettingsError(
+                f"{option}: bad entry {key}={value}; expected <precision>=<limit> or <model>/<precision>=<limit> "
+                f"with precision in {', '.join(PRECISIONS)} and a limit >= 0"
+            )
+        table[str(key).strip()] = limit
+    if isinstance(raw, str) and any("=" not in p for p in raw.split(",") if p.strip()):
+        raise SettingsError(f"{option}: {raw!r} is not a list of <precision>=<limit>, e.g. int8=1.0,fp16=0.3")
+    return table
+
+
+def pyproject_table(rootdir: Path) -> dict[str, Any]:
+    path = Path(rootdir) / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("energybench", {})
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: [tool.energybench] is not valid TOML ({error})") from error
+
+
+def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
+    """Build Settings from already-merged raw option values (cli over ini)."""
+    tool = pyproject_table(rootdir)
+    model_path = Path(raw["model_path"]).expanduser() if raw.get("model_path") else None
+    models_raw = raw.get("model") or (CUSTOM_MODEL if model_path else "distilbert")
+    accepted_models = (*REGISTRY, CUSTOM_MODEL) if model_path else tuple(REGISTRY)
+    models = choice_list("--model", models_raw, accepted_models, all_means=tuple(REGISTRY))
+    if model_path and len(models) != 1:
+        raise SettingsError(f"--model-path applies to one model; got --model {','.join(models)}; name one model")
+    source = "path" if model_path else choice_list("--model-source", raw.get("model_source") or "auto", SOURCES)[0]
+    if source == "path" and not model_path:
+        raise SettingsError("--model-source path needs --model-path DIR (a save_pretrained folder)")
+    task = choice_list("--task", raw["task"], TASKS)[0] if raw.get("task") else None
+    reports = Path(raw.get("reports_dir") or "reports")
+    return Settings(
+        models=models,
+        precisions=choice_list("--precision", raw.get("precision") or "all", PRECISIONS, all_means=PRECISIONS),
+        metrics=choice_list("--metric", raw.get("metric") or "all", METRICS, all_means=METRICS),
+        device=choice_list("--device", raw.get("device") or "auto", DEVICES)[0],
+        model_source=source,
+        model_path=model_path,
+        task=task,
+        batch_size=positive_int("--batch-size", raw.get("batch_size") or 32),
+        seq_len=positive_int("--seq-len", raw.get("seq_len") or 128),
+        max_samples=positive_int("--max-samples", raw.get("max_samples"), allow_none=True),
+        rounds=positive_int("--rounds", raw.get("rounds") or 30),
+        warmup_rounds=positive_int("--warmup-rounds", raw.get("warmup_rounds") or 3),
+        ppl_context=positive_int("--ppl-context", raw.get("ppl_context"), allow_none=True),
+        ppl_stride=positive_int("--ppl-stride", raw.get("ppl_stride"), allow_none=True),
+        reports_dir=reports if reports.is_absolute() else Path(rootdir) / reports,
+        save=not raw.get("no_save"),
+        accuracy_budget_pp=budget_table(
+            "--accuracy-budget", raw.get("accuracy_budget"),
+            budget_table("[tool.energybench] accuracy_budget_pp", tool.get("accuracy_budget_pp"),
+                         DEFAULT_ACCURACY_BUDGET_PP),
+        ),
+        perplexity_budget_pct=budget_table(
+            "--perplexity-budget", raw.get("perplexity_budget"),
+            budget_table("[tool.energybench] perplexity_budget_pct", tool.get("perplexity_budget_pct"),
+                         DEFAULT_PERPLEXITY_BUDGET_PCT),
+        ),
+    )  # fmt: skip

@@ -1,0 +1,247 @@
+"""What each benchmark measures: the ``eb`` context a benchmark test gets (its model, inputs and
+a recorder) and the quality passes (accuracy, perplexity) on the right evaluation data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import pytest
+
+from energybench.records import Budget, Record, TimingStats
+from energybench.session import BenchSession, Case, Prepared
+from energybench.settings import Settings
+
+
+@dataclass(frozen=True)
+class Quality:
+    value: float
+    unit: str
+    method: str
+    data: dict[str, str]
+    details: dict[str, Any]
+
+
+def eval_examples(prepared: Prepared, settings: Settings) -> tuple[list[tuple[str, int]], Any]:
+    from energybench import data
+
+    examples, file = data.sst2("validation")
+    return examples[: settings.max_samples], file
+
+
+def eval_text(prepared: Prepared) -> tuple[str, Any]:
+    """Published and local checkpoints: the raw WikiText-2 test text (HF guide). Embedded models
+    were trained on ``<unk>``-tokenized WikiText-2, so they are scored on the tokenized test split."""
+    from energybench import data
+
+    return data.wikitext2("test.tokens" if prepared.loaded.source.kind == "embedded" else "test.raw")
+
+
+def quality(prepared: Prepared, metric: str, settings: Settings) -> Quality:
+    if metric == "accuracy":
+        return accuracy_quality(prepared, settings)
+    return perplexity_quality(prepared, settings)
+
+
+def accuracy_quality(prepared: Prepared, settings: Settings) -> Quality:
+    from energybench import metrics
+
+    examples, file = eval_examples(prepared, settings)
+    result = metrics.accuracy(
+        prepared.model,
+        prepared.loaded.tokenizer,
+        examples,
+        batch_size=settings.batch_size,
+        device=prepared.device,
+    )
+    method = f"SST-2 validation accuracy, argmax over {result.total} sentences, {result.padding} padding"
+    return Quality(result.accuracy, "fraction", method, file_dict(file), dataclasses.asdict(result))
+
+
+def perplexity_quality(prepared: Prepared, settings: Settings) -> Quality:
+    from energybench import metrics
+
+    text, file = eval_text(prepared)
+    input_ids = tokenize_long_text(prepared.loaded.tokenizer, text)
+    context = settings.ppl_context or max_positions(prepared.model)
+    stride = settings.ppl_stride or max(context // 2, 1)
+    result = metrics.perplexity(
+        prepared.model, input_ids, context=context, stride=stride, batch_size=settings.batch_size,
+        device=prepared.device, max_windows=settings.max_samples,
+    )  # fmt: skip
+    method = (
+        f"strided sliding-window perplexity (HF guide), context {context}, stride {stride}, "
+        f"token-weighted over {result.scored_tokens} tokens in {result.windows} windows"
+    )
+    return Quality(result.perplexity, "perplexity", method, file_dict(file), dataclasses.asdict(result))
+
+
+def tokenize_long_text(tokenizer: Any, text: str) -> Any:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "sequence longer than max length" is expected: we window it
+    try:
+        return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def max_positions(model: Any) -> int:
+    config = model.config
+    return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 512))
+
+
+def file_dict(file: Any) -> dict[str, str]:
+    return dataclasses.asdict(file)
+
+
+class Bench:
+    """The ``eb`` fixture: one benchmark case, its prepared model, and a recorder for its result."""
+
+    def __init__(self, session: BenchSession, case: Case, test_id: str):
+        self.session, self.case, self.test_id = session, case, test_id
+        self.settings: Settings = session.settings
+        self.source = session.sources[case.model]
+
+    @cached_property
+    def prepared(self) -> Prepared:
+        from energybench.precision import PrecisionUnsupported
+
+        try:
+            return self.session.prepared(self.case.model, self.case.precision)
+        except PrecisionUnsupported as error:
+            self.skip(f"{self.case.precision} on {self.session.device}: {error}")
+
+    @property
+    def device(self) -> Any:
+        return self.session.device
+
+    @property
+    def is_causal_lm(self) -> bool:
+        return self.source.task == "causal-lm"
+
+    def shape(self, batch_size: int, prepared: Prepared | None = None) -> dict[str, int]:
+        model = (prepared or self.prepared).model
+        return {"batch_size": batch_size, "seq_len": min(self.settings.seq_len, max_positions(model))}
+
+    def input_batch(self, batch_size: int, prepared: Prepared | None = None) -> dict[str, Any]:
+        """A fixed-shape batch of real tokens (random ids for shape-only models)."""
+        from energybench import data, workloads
+
+        prepared = prepared or self.prepared
+        shape = self.shape(batch_size, prepared)
+        tokenizer = prepared.loaded.tokenizer
+        ids = None
+        if tokenizer is not None:
+            if self.is_causal_lm:
+                texts = eval_text(prepared)[0].split("\n")
+            else:
+                texts = [sentence for sentence, _ in data.sst2("validation")[0]]
+            ids = workloads.text_token_ids(tokenizer, texts, shape["batch_size"] * shape["seq_len"])
+        return workloads.fixed_batch(ids, vocab_size=prepared.model.config.vocab_size, **shape)
+
+    def timing_method(self, batch_size: int) -> str:
+        clock = "CUDA-synchronized wall clock" if self.device.type == "cuda" else "wall clock (perf_counter)"
+        shape = self.shape(batch_size)
+        return (
+            f"pytest-benchmark pedantic: {self.settings.rounds} rounds after {self.settings.warmup_rounds} warm-up, "
+            f"batch {shape['batch_size']} x {shape['seq_len']} tokens, {clock}"
+        )
+
+    def time_forward(self, benchmark: Any, batch_size: int) -> TimingStats:
+        """Time the forward pass with the pytest-benchmark fixture (its own files keep working)."""
+        from energybench import workloads
+
+        run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device)
+        benchmark.group = f"{self.case.metric} {self.case.model}"
+        benchmark.extra_info.update({"precision": self.case.precision, **self.shape(batch_size)})
+        benchmark.pedantic(run, rounds=self.settings.rounds, warmup_rounds=self.settings.warmup_rounds, iterations=1)
+        if not benchmark.stats:
+            self.skip("pytest-benchmark timing is disabled (--benchmark-disable or --benchmark-skip)")
+        return TimingStats.from_rounds(benchmark.stats.stats.data)
+
+    def record_latency(self, benchmark: Any) -> Record:
+        timing = self.time_forward(benchmark, batch_size=1)
+        return self.record(timing.median_s, "s", self.timing_method(1), timing=timing, shape=self.shape(1))
+
+    def record_throughput(self, benchmark: Any) -> Record:
+        batch_size = self.settings.batch_size
+        timing = self.time_forward(benchmark, batch_size)
+        shape = self.shape(batch_size)
+        items, unit = (batch_size * shape["seq_len"], "tokens/s") if self.is_causal_lm else (batch_size, "samples/s")
+        method = f"{items} {unit[:-2]} / median batch time; " + self.timing_method(batch_size)
+        return self.record(items / timing.median_s, unit, method, timing=timing, shape=shape)
+
+    def record_peak_memory(self) -> Record:
+        """Peak memory of one forward pass of a fresh copy: weights + activations above the baseline."""
+        from energybench import workloads
+        from energybench.precision import PrecisionUnsupported
+
+        self.session.release_prepared()
+        baseline = workloads.memory_baseline(self.device)
+        try:
+            fresh = self.session.fresh(self.case.model, self.case.precision)
+        except PrecisionUnsupported as error:
+            self.skip(f"{self.case.precision} on {self.device}: {error}")
+        batch = self.input_batch(self.settings.batch_size, fresh)
+        peak = workloads.peak_memory(workloads.forward_call(fresh.model, batch, self.device), self.device, baseline)
+        shape = self.shape(self.settings.batch_size, fresh)
+        if peak.peak_bytes <= 0:
+            why = f"memory did not grow above the baseline ({peak.peak_bytes} bytes): not measurable"
+            return self.record(None, "bytes", peak.method, status="skipped", shape=shape, reason=why)
+        return self.record(float(peak.peak_bytes), "bytes", peak.method, shape=shape)
+
+    def record_size(self) -> Record:
+        from energybench.workloads import serialized_size
+
+        size = serialized_size(self.prepared.model)
+        return self.record(float(size), "bytes", "len(torch.save(model.state_dict())) in memory")
+
+    def require_trained_weights(self) -> None:
+        if self.source.kind == "shape-only":
+            self.skip(f"{self.case.metric} is meaningless on shape-only models (random weights)")
+
+    def skip(self, reason: str) -> None:
+        self.record(None, "", "", status="skipped", reason=reason)
+        pytest.skip(reason)
+
+    def record(self, value: float | None, unit: str, method: str, **fields: Any) -> Record:
+        prepared = self.__dict__.get("prepared")
+        details = dict(fields.pop("details", {}))
+        if prepared is not None:
+            details = {"implementation": prepared.implementation, **prepared.details, **details}
+        record = Record(
+            model=self.case.model, precision=self.case.precision, metric=self.case.metric, value=value,
+            unit=unit, method=method, device=str(self.device), source=self.source.to_dict(),
+            test_id=self.test_id, details=details, **fields,
+        )  # fmt: skip
+        return self.session.add(record)
+
+    def record_quality(self) -> Record:
+        """Measure accuracy/perplexity, compare with the fp32 baseline, record, assert the budget."""
+        self.require_trained_weights()
+        self.prepared  # noqa: B018 - skips here if the precision cannot run
+        result = self.session.quality(self.case.model, self.case.precision, self.case.metric)
+        budget = self.budget(result.value)
+        status = "budget-breach" if budget and not budget.passed else "ok"
+        record = self.record(result.value, result.unit, result.method, data=result.data,
+                             details=result.details, budget=budget, status=status)  # fmt: skip
+        if budget and not budget.passed:
+            pytest.fail(budget.message(self.case.metric, self.case.precision, result.value), pytrace=False)
+        return record
+
+    def budget(self, value: float) -> Budget | None:
+        limit = self.settings.budget_for(self.case.metric, self.case.model, self.case.precision)
+        if self.case.precision == "fp32" or limit is None:
+            return None
+        baseline = self.session.quality(self.case.model, "fp32", self.case.metric).value
+        if self.case.metric == "accuracy":
+            loss, unit = (baseline - value) * 100.0, "pp"
+        else:
+            loss, unit = (value / baseline - 1.0) * 100.0, "%"
+        return Budget("fp32", baseline, loss, limit, unit, passed=loss <= limit + 1e-9)

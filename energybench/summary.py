@@ -1,0 +1,48 @@
+"""The end-of-session table: one line per record, readable in a terminal and in CI logs."""
+
+from __future__ import annotations
+
+from energybench.records import Record
+
+UNIT_FORMATS = {
+    "fraction": lambda v: f"{v * 100:.2f} %",
+    "perplexity": lambda v: f"{v:.2f}",
+    "s": lambda v: f"{v * 1000:.3f} ms",
+    "bytes": lambda v: f"{v / 2**20:.2f} MiB",
+}
+
+
+def format_value(record: Record) -> str:
+    if record.value is None:
+        return "-"
+    fmt = UNIT_FORMATS.get(record.unit)
+    return fmt(record.value) if fmt else f"{record.value:.4g} {record.unit}"
+
+
+def note(record: Record) -> str:
+    if record.value is None:
+        return f"{record.status}: {record.reason}"
+    parts = []
+    if record.timing:
+        t = record.timing
+        parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
+        if t.unstable:
+            parts.append("UNSTABLE (IQR/median > 10%)")
+    if record.budget:
+        b = record.budget
+        parts.append(f"loss {b.loss:+.2f} {b.unit} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")
+    return "; ".join(parts)
+
+
+def summary_table(records: list[Record]) -> list[str]:
+    rows = [("model", "precision", "metric", "value", "source", "note")]
+    for r in records:
+        rows.append((r.model, r.precision, r.metric, format_value(r), r.source.get("kind", ""), note(r)))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
+        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
+    return lines

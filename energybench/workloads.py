@@ -1,0 +1,119 @@
+"""The inference passes a benchmark times or meters: fixed-shape inputs, a synchronized forward
+call, peak memory of that call, and the serialized size of a model.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+RSS_SAMPLE_PERIOD_S = 0.001
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    peak_bytes: int
+    method: str
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def text_token_ids(tokenizer: Any, texts: list[str], needed: int) -> list[int]:
+    """Real tokens from real text, concatenated until ``needed`` ids (no special tokens, no padding)."""
+    ids: list[int] = []
+    for text in texts:
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if len(ids) >= needed:
+            return ids[:needed]
+    raise ValueError(f"the evaluation text holds only {len(ids)} tokens, fewer than the {needed} needed")
+
+
+def fixed_batch(
+    ids: list[int] | None, *, batch_size: int, seq_len: int, vocab_size: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """A (batch_size, seq_len) batch with every position real (attention mask all ones).
+
+    Rows are consecutive slices of real text when ``ids`` is given; random ids (shape-only
+    models, which have no trained tokenizer) otherwise.
+    """
+    if ids is None:
+        generator = torch.Generator().manual_seed(seed)
+        input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)
+    else:
+        if len(ids) < batch_size * seq_len:
+            raise ValueError(f"need {batch_size * seq_len} token ids for the batch, got {len(ids)}")
+        input_ids = torch.tensor(ids[: batch_size * seq_len], dtype=torch.long).view(batch_size, seq_len)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+def forward_call(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> Callable[[], None]:
+    """A no-argument forward pass that returns only when the device has finished it."""
+    on_device = {k: v.to(device) for k, v in batch.items()}
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(**on_device)
+        synchronize(device)
+
+    return run
+
+
+def memory_baseline(device: torch.device) -> int:
+    """Bytes in use now: allocated tensor memory on GPU, process RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    import psutil
+
+    gc.collect()
+    return psutil.Process().memory_info().rss
+
+
+def peak_memory(run: Callable[[], None], device: torch.device, baseline: int) -> PeakMemory:
+    """Peak memory of ``run()`` above ``baseline`` (taken with memory_baseline before the model copy)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        peak = torch.cuda.max_memory_allocated(device)
+        return PeakMemory(peak - baseline, "torch.cuda.max_memory_allocated minus allocated before the model copy")
+    import psutil
+
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(RSS_SAMPLE_PERIOD_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    peak[0] = max(peak[0], process.memory_info().rss)
+    period_ms = RSS_SAMPLE_PERIOD_S * 1000
+    return PeakMemory(
+        peak[0] - baseline,
+        f"process RSS peak (sampled every {period_ms:.0f} ms) minus RSS before the model copy",
+    )
+
+
+def serialized_size(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: the same measure for every precision."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
