@@ -1,0 +1,46 @@
+"""Shared fixtures for the harness's own tests: tiny real architectures and a real tokenizer
+built offline from the shipped SST-2 text (no hub)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def word_tokenizer():
+    """A word-level BERT-style fast tokenizer over the SST-2 validation vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from energybench import data
+
+    words = sorted({w for s, _ in data.sst2("validation")[0] for w in s.lower().split()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        model_input_names=["input_ids", "attention_mask"],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=97)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture
+def tiny_distilbert(word_tokenizer):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        n_layers=2, dim=32, n_heads=2, hidden_dim=64, vocab_size=len(word_tokenizer), max_position_embeddings=128,
+        num_labels=2, pad_token_id=word_tokenizer.pad_token_id,
+    )  # fmt: skip
+    return DistilBertForSequenceClassification(config).eval()

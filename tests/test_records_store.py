@@ -1,0 +1,105 @@
+import csv
+import json
+import os
+
+import pytest
+
+from energybench import store
+from energybench.records import SCHEMA_VERSION, Budget, Record, Run, SchemaError, TimingStats
+
+
+def make_run(run_id="20261124T000000Z-abcdef", records=None):
+    timing = TimingStats.from_rounds([0.010, 0.011, 0.012, 0.010, 0.013])
+    records = records or [
+        Record("distilbert", "fp32", "latency", timing.median_s, "s", method="m", timing=timing,
+               shape={"batch_size": 1, "seq_len": 128}, source={"kind": "embedded", "checkpoint": "embedded:x"}),
+        Record("distilbert", "int8", "accuracy", 0.79, "fraction", data={"name": "sst2-validation.tsv", "sha256": "ab"},
+               budget=Budget("fp32", 0.80, 1.0, 1.0, "pp", True)),
+        Record("distilbert", "fp16", "memory", None, "bytes", status="skipped", reason="no fp16 here"),
+    ]  # fmt: skip
+    return Run(run_id, "2026-11-24T00:00:00+00:00", "2026-11-24T00:01:00+00:00", "0.1.0",
+               {"cpu": "x"}, {"id": None}, {}, {"distilbert": {"kind": "embedded"}}, records)  # fmt: skip
+
+
+def test_timing_stats_order_statistics():
+    timing = TimingStats.from_rounds([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert timing.median_s == 3.0 and timing.rounds == 5 and timing.iqr_s == 2.0
+    assert timing.unstable  # IQR/median = 0.67
+    assert timing.min_s == 1.0 and timing.max_s == 100.0 and timing.p99_s > timing.p90_s
+
+
+@pytest.mark.parametrize("rounds", [[], [0.0, 1.0], [float("nan")], [-1.0]])
+def test_timing_stats_rejects_impossible_rounds(rounds):
+    with pytest.raises(ValueError):
+        TimingStats.from_rounds(rounds)
+
+
+def test_missing_value_needs_a_reason_and_numbers_must_be_finite():
+    with pytest.raises(ValueError, match="needs a reason"):
+        Record("m", "fp32", "latency", None, "s")
+    with pytest.raises(ValueError, match="not finite"):
+        Record("m", "fp32", "latency", float("inf"), "s")
+    with pytest.raises(ValueError, match="status"):
+        Record("m", "fp32", "latency", 1.0, "s", status="great")
+
+
+def test_run_round_trips_through_disk(tmp_path):
+    run = make_run()
+    path = store.save_run(run, tmp_path)
+    assert path == tmp_path / "runs" / run.run_id
+    assert store.load_run(path) == run
+    assert store.list_runs(tmp_path) == [path]
+
+
+def test_csv_export_has_one_row_per_record(tmp_path):
+    path = store.save_run(make_run(), tmp_path)
+    with (path / store.CSV_FILE).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["metric"] for r in rows] == ["latency", "accuracy", "memory"]
+    assert rows[0]["rounds"] == "5" and rows[1]["budget_passed"] == "True"
+    assert rows[2]["value"] == "" and rows[2]["reason"] == "no fp16 here"
+
+
+def test_a_failed_save_leaves_nothing_visible(tmp_path, monkeypatch):
+    def crash(path, text):
+        path.write_text(text[:10])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "write_file", crash)
+    with pytest.raises(OSError):
+        store.save_run(make_run(), tmp_path)
+    assert store.list_runs(tmp_path) == []
+    assert os.listdir(tmp_path / "runs") == []
+
+
+def test_two_writers_with_one_run_id_never_merge(tmp_path):
+    store.save_run(make_run(), tmp_path)
+    with pytest.raises(OSError):
+        store.save_run(make_run(), tmp_path)
+    assert len(store.list_runs(tmp_path)) == 1
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [make_run().run_id]
+
+
+def test_run_ids_are_unique():
+    assert len({store.new_run_id() for _ in range(200)}) == 200
+
+
+def test_newer_schema_is_refused_with_its_name(tmp_path):
+    path = store.save_run(make_run(), tmp_path)
+    raw = json.loads((path / store.RUN_FILE).read_text())
+    raw["schema_version"] = SCHEMA_VERSION + 1
+    (path / store.RUN_FILE).write_text(json.dumps(raw))
+    with pytest.raises(SchemaError, match="newer than this energybench reads"):
+        store.load_run(path)
+
+
+def test_corrupt_and_foreign_files_are_named(tmp_path):
+    bad = tmp_path / "run.json"
+    bad.write_text("{not json")
+    with pytest.raises(SchemaError, match="corrupt run file"):
+        store.load_run(bad)
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(SchemaError, match="not an energybench run"):
+        store.load_run(bad)
+    with pytest.raises(SchemaError, match="not a run"):
+        store.load_run(tmp_path / "nowhere")

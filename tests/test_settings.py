@@ -1,0 +1,62 @@
+import pytest
+
+from energybench.settings import SettingsError, parse
+
+
+def settings(tmp_path, **raw):
+    return parse(raw, tmp_path)
+
+
+def test_defaults(tmp_path):
+    s = settings(tmp_path)
+    assert s.models == ("distilbert",) and s.precisions == ("fp32", "fp16", "bf16", "int8")
+    assert s.device == "auto" and s.model_source == "auto" and s.batch_size == 32
+    assert s.reports_dir == tmp_path / "reports"
+    assert s.budget_for("accuracy", "distilbert", "int8") == 1.0
+    assert s.budget_for("perplexity", "gpt2", "fp16") == 1.0
+    assert s.budget_for("accuracy", "distilbert", "fp32") is None
+
+
+def test_all_and_lists(tmp_path):
+    s = settings(tmp_path, model="all", precision="int8,fp32", metric="latency")
+    assert s.models == ("distilbert", "gpt2", "bert-base")
+    assert s.precisions == ("int8", "fp32") and s.metrics == ("latency",)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"model": "llama"}, "--model: unknown value llama; accepted: distilbert, gpt2, bert-base, all"),
+        ({"precision": "int4"}, "--precision: unknown value int4; accepted: fp32, fp16, bf16, int8, all"),
+        ({"metric": "speed"}, "--metric: unknown value speed; accepted: accuracy, perplexity"),
+        ({"device": "tpu"}, "--device: unknown value tpu; accepted: auto, cpu, cuda"),
+        ({"model_source": "s3"}, "--model-source: unknown value s3; accepted: auto, hub, path"),
+        ({"batch_size": "0"}, "--batch-size: '0' is not a positive integer"),
+        ({"batch_size": "many"}, "--batch-size: 'many' is not a positive integer"),
+        ({"max_samples": "-3"}, "--max-samples: '-3' is not a positive integer"),
+        ({"accuracy_budget": "int4=1"}, "--accuracy-budget: bad entry int4=1"),
+        ({"accuracy_budget": "int8"}, "--accuracy-budget: 'int8' is not a list of <precision>=<limit>"),
+        ({"perplexity_budget": "int8=-1"}, "--perplexity-budget: bad entry int8=-1"),
+        ({"model_source": "path"}, "--model-source path needs --model-path DIR"),
+        ({"model": "gpt2,distilbert", "model_path": "x"}, "--model-path applies to one model"),
+    ],
+)
+def test_bad_values_name_the_option_and_the_accepted_values(tmp_path, raw, message):
+    with pytest.raises(SettingsError) as error:
+        settings(tmp_path, **raw)
+    assert message in str(error.value)
+
+
+def test_budgets_from_pyproject_and_command_line(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.energybench]\naccuracy_budget_pp = { int8 = 2.0, "bert-base/fp16" = 0.5 }\n'
+    )
+    s = settings(tmp_path, accuracy_budget="fp16=0.1")
+    assert s.budget_for("accuracy", "distilbert", "int8") == 2.0  # pyproject over built-in
+    assert s.budget_for("accuracy", "bert-base", "fp16") == 0.5  # per-model key wins
+    assert s.budget_for("accuracy", "distilbert", "fp16") == 0.1  # command line over pyproject
+
+
+def test_model_path_makes_a_custom_model(tmp_path):
+    s = settings(tmp_path, model_path=str(tmp_path))
+    assert s.models == ("custom",) and s.model_source == "path"
