@@ -206,6 +206,9 @@ def load_tokenizer(where: str | Path, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+    if len(tokenizer) < 2 or not tokenizer("the movie")["input_ids"]:
+        # transformers 5 builds an empty tokenizer from a folder that has no tokenizer files
+        raise ValueError(f"{where}: the tokenizer has no vocabulary (no tokenizer files saved there)")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no pad token; batching needs one
     return tokenizer

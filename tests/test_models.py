@@ -1,0 +1,113 @@
+"""Model sources, offline: the hub path through a real (fake-populated) HF cache, local paths, fallbacks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from energybench import models
+from energybench.models import REGISTRY, ModelSourceError, resolve, resolve_path
+
+HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return tmp_path / "hf-cache"
+
+
+@pytest.fixture
+def gpt2_checkpoint(tmp_path, word_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=1, n_embd=16, n_head=2, n_positions=32, vocab_size=len(word_tokenizer), bos_token_id=0, eos_token_id=0
+    )
+    folder = tmp_path / "my-gpt2"
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    word_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def populate_hub_cache(cache, hub_id, checkpoint):
+    """Lay a checkpoint out the way huggingface_hub caches a download."""
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / HUB_SHA
+    snapshot.mkdir(parents=True)
+    for file in checkpoint.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_SHA)
+
+
+def test_auto_falls_back_to_embedded_offline_and_says_it_is_not_the_published_model(offline):
+    source = resolve(REGISTRY["distilbert"], "auto")
+    assert source.kind == "embedded" and source.checkpoint == "embedded:distilbert"
+    assert len(source.revision) == 12  # recipe hash
+    assert "NOT the published distilbert-base-uncased-finetuned-sst-2-english" in source.describe()
+
+
+def test_hub_requested_without_hub_is_one_clear_error(offline):
+    with pytest.raises(ModelSourceError) as error:
+        resolve(REGISTRY["gpt2"], "hub")
+    message = str(error.value)
+    assert "openai-community/gpt2 is not in the local HF cache and HF_HUB_OFFLINE is set" in message
+    assert "use --model-source auto or embedded" in message
+
+
+def test_hub_source_from_the_local_cache_loads_offline(offline, gpt2_checkpoint):
+    populate_hub_cache(offline, "openai-community/gpt2", gpt2_checkpoint)
+    # huggingface_hub reads HF_HUB_CACHE at import: check in a fresh interpreter, as a user's session would
+    script = (
+        "from energybench import models\n"
+        "source = models.resolve(models.REGISTRY['gpt2'], 'auto')\n"
+        "loaded = models.load(source)\n"
+        "print(source.kind, source.revision, loaded.model.config.n_layer, loaded.tokenizer.pad_token_id is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
+    assert done.stdout.split() == ["hub", HUB_SHA, "1", "True"], done.stderr
+
+
+def test_shape_only_has_the_published_sizes_and_random_weights():
+    source = resolve(REGISTRY["bert-base"], "shape-only")
+    loaded = models.load(source)
+    config = loaded.model.config
+    assert (config.num_hidden_layers, config.hidden_size, config.vocab_size) == (12, 768, 30522)
+    assert loaded.tokenizer is None and "random weights" in source.note
+
+
+def test_local_checkpoint_task_from_config(gpt2_checkpoint):
+    source = resolve_path("custom", gpt2_checkpoint, None)
+    assert (source.kind, source.task) == ("path", "causal-lm")
+    assert models.load(source).model.config.n_layer == 1
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(ModelSourceError, match=r"--model-path .*nowhere: no such directory; give a folder"):
+        resolve_path("custom", tmp_path / "nowhere", None)
+
+
+def test_path_without_tokenizer(gpt2_checkpoint):
+    for file in gpt2_checkpoint.glob("*token*"):
+        file.unlink()
+    with pytest.raises(ModelSourceError, match="no usable tokenizer .* tokenizer.save_pretrained"):
+        resolve_path("custom", gpt2_checkpoint, None)
+
+
+def test_path_with_unsupported_task(gpt2_checkpoint):
+    config = json.loads((gpt2_checkpoint / "config.json").read_text())
+    config["architectures"] = ["GPT2ForTokenClassification"]
+    (gpt2_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelSourceError, match="supported: sequence-classification, causal-lm; pass --task"):
+        resolve_path("custom", gpt2_checkpoint, None)
+
+
+def test_path_task_mismatch(gpt2_checkpoint):
+    with pytest.raises(ModelSourceError, match="is a causal-lm model, not sequence-classification"):
+        resolve_path("custom", gpt2_checkpoint, "sequence-classification")
