@@ -40,7 +40,7 @@ OPTIONS = (
     (
         "perplexity-budget",
         "SPEC",
-        "max perplexity increase vs fp32 in %, e.g. int8=5,gpt2/fp16=1 [pyproject / built-in]",
+        "max perplexity increase vs fp32 in %%, e.g. int8=5,gpt2/fp16=1 [pyproject / built-in]",
     ),
     ("reports-dir", "DIR", "where runs are saved, relative to the rootdir [reports]"),
 )
