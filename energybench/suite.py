@@ -81,14 +81,11 @@ def perplexity_quality(prepared: Prepared, settings: Settings) -> Quality:
 
 def tokenize_long_text(tokenizer: Any, text: str) -> Any:
     import torch
-    from transformers.utils import logging as hf_logging
 
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "sequence longer than max length" is expected: we window it
-    try:
+    from energybench.models import quiet_transformers
+
+    with quiet_transformers():  # "sequence longer than max length" is expected: it is windowed
         return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 def max_positions(model: Any) -> int:

@@ -7,6 +7,11 @@ import pytest
 import torch
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:  # warnings are errors in the harness's own tests
+        item.add_marker(pytest.mark.filterwarnings("error"), append=False)
+
+
 @pytest.fixture(scope="session")
 def word_tokenizer():
     """A word-level BERT-style fast tokenizer over the SST-2 validation vocabulary."""

@@ -50,7 +50,9 @@ def test_distilbert_suite_end_to_end(suite):
     records = run["records"]
     assert len(records) == 20 and {r["status"] for r in records} == {"ok"}
     assert {(r["precision"], r["metric"]) for r in records} == {
-        (p, m) for p in ("fp32", "fp16", "bf16", "int8") for m in ("accuracy", "latency", "throughput", "memory", "size")
+        (p, m)
+        for p in ("fp32", "fp16", "bf16", "int8")
+        for m in ("accuracy", "latency", "throughput", "memory", "size")
     }
     accuracy = [r for r in records if r["metric"] == "accuracy"]
     assert all(r["data"]["sha256"].startswith("54a9c12c") and r["details"]["total"] == 120 for r in accuracy)

@@ -1,0 +1,322 @@
+"""Builds, caches and loads the embedded default models: small real architectures trained here on the shipped data.
+
+The embedded default exists because the machines energybench is built and tested on reach no
+model hub. Each model is a real transformers architecture (DistilBERT, BERT, GPT-2) at reduced
+size, with its own tokenizer trained on the training split, trained for a fixed number of steps
+from a seed, and cached under ``$ENERGYBENCH_CACHE/embedded/<name>-<recipe hash>/``. The
+fine-tuning functions also work on a user's own Hugging Face model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from energybench.models import quiet_transformers
+
+RECIPE_FORMAT = 2  # bump when the build procedure changes, so caches rebuild
+WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BUILD_INFO = "build_info.json"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str  # distilbert | bert | gpt2
+    task: str  # sequence-classification | causal-lm
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    max_len: int
+    vocab_size: int
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    train_data: str
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+
+    def hash(self) -> str:
+        canonical = json.dumps({"format": RECIPE_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def scaled(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+
+_CLASSIFIER = dict(
+    task="sequence-classification",
+    layers=2,
+    hidden=128,
+    heads=2,
+    ffn=512,
+    max_len=128,
+    vocab_size=8000,
+    steps=1500,
+    batch_size=32,
+    lr=1e-3,
+    seed=0,
+    train_data="sst2-train.tsv",
+)
+RECIPES: dict[str, Recipe] = {
+    "distilbert": Recipe(arch="distilbert", **_CLASSIFIER),
+    "bert-base": Recipe(arch="bert", **_CLASSIFIER),
+    "gpt2": Recipe(arch="gpt2", task="causal-lm", layers=2, hidden=128, heads=4, ffn=512, max_len=128,
+                   vocab_size=4096, steps=1400, batch_size=8, lr=1e-3, seed=0,
+                   train_data="wikitext2-wiki.valid.tokens"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Embedded:
+    model: Any
+    tokenizer: Any
+    recipe: Recipe
+    path: Path
+    built_now: bool
+    train_seconds: float | None
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ENERGYBENCH_CACHE") or Path.home() / ".cache" / "energybench")
+
+
+def load_or_build(
+    name: str, recipe: Recipe | None = None, *, cache_dir: Path | None = None, progress: Progress | None = None
+) -> Embedded:
+    """The cached model for ``name`` and ``recipe``; trained and cached first if absent."""
+    if recipe is None:
+        if name not in RECIPES:
+            raise KeyError(f"no embedded recipe for {name!r}; known: {', '.join(RECIPES)}")
+        recipe = RECIPES[name]
+    folder = Path(cache_dir or cache_root() / "embedded") / f"{name}-{recipe.hash()}"
+    if (folder / BUILD_INFO).is_file():
+        return load_cached(folder, recipe)
+    say = progress or (lambda message: None)
+    say(f"{name}: building the embedded model (recipe {recipe.hash()}), cached in {folder}")
+    with quiet_transformers():
+        build(name, recipe, folder, say)
+    embedded = load_cached(folder, recipe)
+    return dataclasses.replace(embedded, built_now=True)
+
+
+def load_cached(folder: Path, recipe: Recipe) -> Embedded:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    info = json.loads((folder / BUILD_INFO).read_text())
+    cls = AutoModelForCausalLM if recipe.task == "causal-lm" else AutoModelForSequenceClassification
+    with quiet_transformers():
+        model = cls.from_pretrained(folder, local_files_only=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return Embedded(model, tokenizer, recipe, folder, False, info.get("train_seconds"))
+
+
+def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
+    """Train into a temporary folder beside ``folder`` and rename it into place (atomic)."""
+    import torch
+    import transformers
+
+    from energybench import data
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".build-{folder.name}-", dir=folder.parent))
+    try:
+        start = time.perf_counter()
+        tokenizer = train_tokenizer(recipe)
+        model = new_model(recipe, tokenizer)
+        if recipe.task == "causal-lm":
+            text, file = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
+            loss = train_causal_lm(model, tokenizer, text, steps=recipe.steps, batch_size=recipe.batch_size,
+                                   lr=recipe.lr, seed=recipe.seed, block_size=recipe.max_len, progress=progress)  # fmt: skip
+        else:
+            examples, file = data.sst2("train")
+            loss = fine_tune_classifier(model, tokenizer, examples, steps=recipe.steps, batch_size=recipe.batch_size,
+                                        lr=recipe.lr, seed=recipe.seed, max_len=64, progress=progress)  # fmt: skip
+        seconds = time.perf_counter() - start
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        info = {"name": name, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
+                "train_seconds": round(seconds, 2), "final_train_loss": loss, "data_file": file.name,
+                "data_sha256": file.sha256, "torch": torch.__version__, "transformers": transformers.__version__,
+                "threads": torch.get_num_threads(),
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        (staging / BUILD_INFO).write_text(json.dumps(info, indent=1))  # written last: marks the build complete
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / BUILD_INFO).is_file():
+                raise  # not a lost race with another builder: a real error
+        progress(f"{name}: built in {seconds:.0f} s (final train loss {loss:.3f})")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def train_tokenizer(recipe: Recipe) -> Any:
+    """A tokenizer trained on the recipe's training text: WordPiece (BERT family) or byte-level BPE (GPT-2)."""
+    import transformers
+    from transformers import PreTrainedTokenizerFast
+
+    from energybench import data
+
+    if recipe.task == "causal-lm":
+        from tokenizers import ByteLevelBPETokenizer
+
+        text, _ = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
+        core = ByteLevelBPETokenizer(add_prefix_space=False)
+        core.train_from_iterator(text.split("\n"), vocab_size=recipe.vocab_size, min_frequency=2,
+                                 special_tokens=["<|endoftext|>"], show_progress=False)  # fmt: skip
+        return PreTrainedTokenizerFast(
+            tokenizer_object=core._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+            unk_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=recipe.max_len,
+            model_input_names=["input_ids", "attention_mask"],
+        )  # fmt: skip
+    from tokenizers import BertWordPieceTokenizer
+
+    sentences = [s for s, _ in data.sst2("train")[0]]
+    core = BertWordPieceTokenizer(lowercase=True)
+    core.train_from_iterator(sentences, vocab_size=recipe.vocab_size, min_frequency=2, show_progress=False,
+                             special_tokens=WORDPIECE_SPECIALS)  # fmt: skip
+    # the architecture's own tokenizer class adds [CLS] ... [SEP] and its model inputs, as the published ones do
+    tokenizer_class = transformers.BertTokenizerFast if recipe.arch == "bert" else transformers.DistilBertTokenizerFast
+    return tokenizer_class(
+        tokenizer_object=canonical_wordpiece(core._tokenizer), pad_token="[PAD]", unk_token="[UNK]",
+        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=recipe.max_len,
+    )  # fmt: skip
+
+
+def canonical_wordpiece(tokenizer: Any) -> Any:
+    """The same WordPiece vocabulary with ids in a fixed order (specials, then sorted tokens).
+
+    The trainer numbers its initial alphabet in hash-set order, which changes from run to run;
+    WordPiece encoding depends only on the set of tokens, so renumbering keeps it identical.
+    """
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    ordered = WORDPIECE_SPECIALS + sorted(t for t in vocab if t not in WORDPIECE_SPECIALS)
+    spec["model"]["vocab"] = {token: i for i, token in enumerate(ordered)}
+    for added in spec.get("added_tokens", []):
+        added["id"] = spec["model"]["vocab"][added["content"]]
+    for special in (spec.get("post_processor") or {}).get("special_tokens", {}).values():
+        special["ids"] = [spec["model"]["vocab"][t] for t in special["tokens"]]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def new_model(recipe: Recipe, tokenizer: Any) -> Any:
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(recipe.seed)
+    labels = {"num_labels": 2, "id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    vocab, pad = len(tokenizer), tokenizer.pad_token_id
+    if recipe.arch == "distilbert":
+        config = tf.DistilBertConfig(vocab_size=vocab, n_layers=recipe.layers, dim=recipe.hidden, n_heads=recipe.heads,
+                                     hidden_dim=recipe.ffn, max_position_embeddings=recipe.max_len, pad_token_id=pad,
+                                     **labels)  # fmt: skip
+        return tf.DistilBertForSequenceClassification(config)
+    if recipe.arch == "bert":
+        config = tf.BertConfig(vocab_size=vocab, num_hidden_layers=recipe.layers, hidden_size=recipe.hidden,
+                               num_attention_heads=recipe.heads, intermediate_size=recipe.ffn,
+                               max_position_embeddings=recipe.max_len, pad_token_id=pad, **labels)  # fmt: skip
+        return tf.BertForSequenceClassification(config)
+    config = tf.GPT2Config(vocab_size=vocab, n_layer=recipe.layers, n_embd=recipe.hidden, n_head=recipe.heads,
+                           n_inner=recipe.ffn, n_positions=recipe.max_len, bos_token_id=tokenizer.eos_token_id,
+                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)  # fmt: skip
+    return tf.GPT2LMHeadModel(config)
+
+
+def optimizer_and_schedule(model: Any, steps: int, lr: float, weight_decay: float = 0.01, warmup: float = 0.1):
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    warmup_steps = max(1, int(steps * warmup))
+
+    def factor(step: int) -> float:  # linear warm-up, then linear decay to zero
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (steps - step) / max(1, steps - warmup_steps))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def report_every(steps: int) -> int:
+    return max(1, steps // 10)
+
+
+def fine_tune_classifier(
+    model: Any, tokenizer: Any, examples: list[tuple[str, int]], *, steps: int, batch_size: int, lr: float,
+    seed: int, max_len: int = 64, progress: Progress | None = None,
+) -> float:  # fmt: skip
+    """Fine-tune a sequence classifier on (sentence, label) pairs; returns the final mean train loss."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    encoded = tokenizer([s for s, _ in examples], truncation=True, max_length=max_len)["input_ids"]
+    labels = torch.tensor([label for _, label in examples])
+    optimizer, schedule = optimizer_and_schedule(model, steps, lr)
+    model.train()
+    recent: list[float] = []
+    for step in range(steps):
+        rows = torch.randint(0, len(encoded), (batch_size,), generator=generator).tolist()
+        batch = pad_rows([encoded[i] for i in rows], tokenizer.pad_token_id)
+        loss = model(**batch, labels=labels[rows]).loss
+        recent = take_step(loss, optimizer, schedule, model, recent)
+        if progress and (step + 1) % report_every(steps) == 0:
+            progress(f"classifier: step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")
+    model.eval()
+    return sum(recent) / len(recent)
+
+
+def train_causal_lm(
+    model: Any, tokenizer: Any, text: str, *, steps: int, batch_size: int, lr: float, seed: int,
+    block_size: int, progress: Progress | None = None,
+) -> float:  # fmt: skip
+    """Train a causal LM on random contiguous blocks of ``text``; returns the final mean train loss."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    optimizer, schedule = optimizer_and_schedule(model, steps, lr)
+    model.train()
+    recent: list[float] = []
+    for step in range(steps):
+        starts = torch.randint(0, len(ids) - block_size - 1, (batch_size,), generator=generator)
+        batch = torch.stack([ids[s : s + block_size] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
+        recent = take_step(loss, optimizer, schedule, model, recent)
+        if progress and (step + 1) % report_every(steps) == 0:
+            progress(f"causal LM: step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")
+    model.eval()
+    return sum(recent) / len(recent)
+
+
+def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list[float]) -> list[float]:
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return [*recent[-49:], float(loss.detach())]
+
+
+def pad_rows(rows: list[list[int]], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    length = max(len(r) for r in rows)
+    input_ids = torch.tensor([r + [pad_id] * (length - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
+    return {"input_ids": input_ids, "attention_mask": mask}

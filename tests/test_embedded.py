@@ -1,0 +1,69 @@
+"""The embedded default: recipes, deterministic builds, the atomic on-disk cache."""
+
+import json
+
+import pytest
+import torch
+
+from energybench import embedded
+from energybench.embedded import BUILD_INFO, RECIPES, load_or_build
+
+TINY = {"layers": 1, "hidden": 16, "heads": 2, "ffn": 32, "vocab_size": 300, "steps": 4, "batch_size": 4}
+
+
+def test_recipe_hash_is_stable_and_covers_every_field():
+    recipe = RECIPES["distilbert"]
+    assert recipe.hash() == RECIPES["distilbert"].hash() and len(recipe.hash()) == 12
+    assert recipe.scaled(seed=1).hash() != recipe.hash()
+    assert recipe.scaled(lr=recipe.lr * 2).hash() != recipe.hash()
+    assert len({r.hash() for r in RECIPES.values()}) == 3
+
+
+def test_build_then_load_from_cache(tmp_path):
+    recipe = RECIPES["distilbert"].scaled(**TINY)
+    messages = []
+    built = load_or_build("distilbert", recipe, cache_dir=tmp_path, progress=messages.append)
+    assert built.built_now and built.path == tmp_path / f"distilbert-{recipe.hash()}"
+    info = json.loads((built.path / BUILD_INFO).read_text())
+    assert info["recipe_hash"] == recipe.hash() and info["data_sha256"].startswith("c75796b0")
+    assert any("building the embedded model" in m for m in messages)
+    again = load_or_build("distilbert", recipe, cache_dir=tmp_path)
+    assert not again.built_now and again.train_seconds == info["train_seconds"]
+    batch = built.tokenizer(["a gripping , funny film"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(built.model(**batch).logits, again.model(**batch).logits)
+
+
+def test_builds_are_deterministic_from_the_seed(tmp_path):
+    recipe = RECIPES["bert-base"].scaled(**TINY)
+    one = load_or_build("bert-base", recipe, cache_dir=tmp_path / "a")
+    two = load_or_build("bert-base", recipe, cache_dir=tmp_path / "b")
+    for (name, a), (_, b) in zip(one.model.state_dict().items(), two.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_a_half_built_folder_is_never_loaded(tmp_path):
+    recipe = RECIPES["distilbert"].scaled(**TINY)
+    half = tmp_path / f"distilbert-{recipe.hash()}"
+    half.mkdir(parents=True)
+    (half / "config.json").write_text("{}")  # a crash before build_info.json was written
+    with pytest.raises(OSError):
+        load_or_build("distilbert", recipe, cache_dir=tmp_path)  # refuses to merge into it, never loads it
+    assert not (half / BUILD_INFO).exists()
+    assert [p.name for p in tmp_path.iterdir()] == [half.name]  # its own staging folder was cleaned up
+
+
+def test_gpt2_tokenizer_round_trips_and_the_model_generates_logits(tmp_path):
+    recipe = RECIPES["gpt2"].scaled(**TINY, max_len=32)
+    built = load_or_build("gpt2", recipe, cache_dir=tmp_path)
+    text = "The game 's battle system is <unk> ."
+    ids = built.tokenizer(text)["input_ids"]
+    assert built.tokenizer.decode(ids) == text
+    with torch.no_grad():
+        logits = built.model(input_ids=torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), len(built.tokenizer))
+
+
+def test_unknown_name():
+    with pytest.raises(KeyError, match="known: distilbert, bert-base, gpt2"):
+        embedded.load_or_build("llama")
