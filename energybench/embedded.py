@@ -17,9 +17,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from energybench.models import quiet_transformers
 
@@ -137,12 +138,16 @@ def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
         model = new_model(recipe, tokenizer)
         if recipe.task == "causal-lm":
             text, file = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
-            loss = train_causal_lm(model, tokenizer, text, steps=recipe.steps, batch_size=recipe.batch_size,
-                                   lr=recipe.lr, seed=recipe.seed, block_size=recipe.max_len, progress=progress)  # fmt: skip
+            loss = train_causal_lm(
+                model, tokenizer, text, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                seed=recipe.seed, block_size=recipe.max_len, progress=progress,
+            )  # fmt: skip
         else:
             examples, file = data.sst2("train")
-            loss = fine_tune_classifier(model, tokenizer, examples, steps=recipe.steps, batch_size=recipe.batch_size,
-                                        lr=recipe.lr, seed=recipe.seed, max_len=64, progress=progress)  # fmt: skip
+            loss = fine_tune_classifier(
+                model, tokenizer, examples, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                seed=recipe.seed, max_len=64, progress=progress,
+            )  # fmt: skip
         seconds = time.perf_counter() - start
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
