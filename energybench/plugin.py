@@ -82,7 +82,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def progress_printer(config: pytest.Config) -> Any:
     def show(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():  # progress must reach the terminal mid-test
             reporter.write_line(f"energybench: {message}")
 
     return show
@@ -138,6 +141,7 @@ def case_of(item: pytest.Item) -> Any:
     return case if hasattr(case, "metric") else None  # an empty parameter set gives NOTSET
 
 
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter prints the collection header
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any(case_of(item) for item in session.items):
         try:

@@ -175,23 +175,32 @@ class Bench:
         return self.record(items / timing.median_s, unit, method, timing=timing, shape=shape)
 
     def record_peak_memory(self) -> Record:
-        """Peak memory of one forward pass of a fresh copy: weights + activations above the baseline."""
+        """Peak memory of one forward pass of a fresh copy: its weights + activations above the baseline.
+
+        A throw-away copy runs first, so one-time costs (loading the source model, kernel and
+        thread-pool initialisation) fall before the baseline rather than into the figure.
+        """
         from energybench import workloads
         from energybench.precision import PrecisionUnsupported
 
         self.session.release_prepared()
-        baseline = workloads.memory_baseline(self.device)
+        batch_size = self.settings.batch_size
         try:
+            warm = self.session.fresh(self.case.model, self.case.precision)
+            workloads.forward_call(warm.model, self.input_batch(batch_size, warm), self.device)()
+            batch = self.input_batch(batch_size, warm)
+            del warm
+            baseline = workloads.memory_baseline(self.device)
             fresh = self.session.fresh(self.case.model, self.case.precision)
         except PrecisionUnsupported as error:
             self.skip(f"{self.case.precision} on {self.device}: {error}")
-        batch = self.input_batch(self.settings.batch_size, fresh)
         peak = workloads.peak_memory(workloads.forward_call(fresh.model, batch, self.device), self.device, baseline)
-        shape = self.shape(self.settings.batch_size, fresh)
+        shape = self.shape(batch_size, fresh)
+        details = {"model_tensor_bytes": workloads.tensor_bytes(fresh.model), "baseline_bytes": baseline}
         if peak.peak_bytes <= 0:
             why = f"memory did not grow above the baseline ({peak.peak_bytes} bytes): not measurable"
-            return self.record(None, "bytes", peak.method, status="skipped", shape=shape, reason=why)
-        return self.record(float(peak.peak_bytes), "bytes", peak.method, shape=shape)
+            return self.record(None, "bytes", peak.method, status="skipped", shape=shape, reason=why, details=details)
+        return self.record(float(peak.peak_bytes), "bytes", peak.method, shape=shape, details=details)
 
     def record_size(self) -> Record:
         from energybench.workloads import serialized_size

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import io
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -76,7 +77,24 @@ def memory_baseline(device: torch.device) -> int:
     import psutil
 
     gc.collect()
+    release_freed_heap()
     return psutil.Process().memory_info().rss
+
+
+def release_freed_heap() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``), so RSS tracks live memory.
+
+    Without it, a model copy reuses pages freed by the previous one and RSS does not move.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): RSS may under-count reuse
+            pass
 
 
 def peak_memory(run: Callable[[], None], device: torch.device, baseline: int) -> PeakMemory:
@@ -110,6 +128,18 @@ def peak_memory(run: Callable[[], None], device: torch.device, baseline: int) ->
         peak[0] - baseline,
         f"process RSS peak (sampled every {period_ms:.0f} ms) minus RSS before the model copy",
     )
+
+
+def tensor_bytes(model: nn.Module) -> int:
+    """Bytes held by the model's parameters and buffers (packed int8 weights count via state_dict)."""
+    seen, total = set(), 0
+    for value in model.state_dict().values():
+        tensors = value if isinstance(value, tuple) else (value,)
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                total += tensor.numel() * tensor.element_size()
+    return total
 
 
 def serialized_size(model: nn.Module) -> int:

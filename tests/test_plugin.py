@@ -21,6 +21,7 @@ def embedded_cache(tmp_path_factory):
 def suite(pytester, embedded_cache, monkeypatch):
     monkeypatch.setenv("ENERGYBENCH_CACHE", str(embedded_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makeini("[pytest]\n")  # the rootdir (and so reports/) is the project folder, as in a real checkout
     target = pytester.path / "benchmarks"
     target.mkdir()
     for file in BENCHMARKS.glob("*.py"):
@@ -120,17 +121,18 @@ def test_bad_input_is_one_usage_error_and_nothing_is_saved(suite, args, message)
     assert not (suite.path / "reports").exists()
 
 
-def test_a_local_gpt2_checkpoint_gets_perplexity_and_int8_conv1d(suite, tmp_path, word_tokenizer):
+def test_a_local_gpt2_checkpoint_gets_perplexity_and_int8_conv1d(suite, word_tokenizer):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(word_tokenizer),
                         bos_token_id=0, eos_token_id=0)  # fmt: skip
-    GPT2LMHeadModel(config).save_pretrained(tmp_path / "ckpt")
-    word_tokenizer.save_pretrained(tmp_path / "ckpt")
+    checkpoint = suite.path.parent / f"{suite.path.name}-ckpt"  # outside the project, as a user's would be
+    GPT2LMHeadModel(config).save_pretrained(checkpoint)
+    word_tokenizer.save_pretrained(checkpoint)
     result = suite.runpytest_subprocess(
-        "benchmarks", "--model-path", str(tmp_path / "ckpt"), "--precision", "fp32,int8",
+        "benchmarks", "--model-path", str(checkpoint), "--precision", "fp32,int8",
         "--metric", "perplexity,size", "--max-samples", "20", "--perplexity-budget", "int8=1000", *FAST,
     )  # fmt: skip
     result.assert_outcomes(passed=4)
@@ -138,8 +140,8 @@ def test_a_local_gpt2_checkpoint_gets_perplexity_and_int8_conv1d(suite, tmp_path
     ppl = {r["precision"]: r for r in records if r["metric"] == "perplexity"}
     assert ppl["fp32"]["source"]["kind"] == "path" and ppl["fp32"]["data"]["name"] == "wikitext2-wiki.test.raw"
     assert ppl["fp32"]["details"]["windows"] == 20 and ppl["fp32"]["details"]["stride"] == 32
-    assert ppl["int8"]["details"]["conv1d_converted_to_linear"] == 4
-    assert ppl["int8"]["details"]["quantized_linear_modules"] == 5
+    assert ppl["int8"]["details"]["conv1d_converted_to_linear"] == 2 * 4  # c_attn, c_proj, c_fc, mlp c_proj
+    assert ppl["int8"]["details"]["quantized_linear_modules"] == 2 * 4 + 1  # + LM head
 
 
 def test_shape_only_skips_accuracy_with_the_reason_in_the_record(suite):
