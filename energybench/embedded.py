@@ -87,6 +87,7 @@ class Embedded:
     path: Path
     built_now: bool
     train_seconds: float | None
+    weights_sha256: str | None = None
 
 
 def cache_root() -> Path:
@@ -120,7 +121,7 @@ def load_cached(folder: Path, recipe: Recipe) -> Embedded:
     with quiet_transformers():
         model = cls.from_pretrained(folder, local_files_only=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return Embedded(model, tokenizer, recipe, folder, False, info.get("train_seconds"))
+    return Embedded(model, tokenizer, recipe, folder, False, info.get("train_seconds"), info.get("weights_sha256"))
 
 
 def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
@@ -152,7 +153,8 @@ def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         info = {"name": name, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
-                "train_seconds": round(seconds, 2), "final_train_loss": loss, "data_file": file.name,
+                "train_seconds": round(seconds, 2), "final_train_loss": loss,
+                "weights_sha256": weights_sha256(staging), "data_file": file.name,
                 "data_sha256": file.sha256, "torch": torch.__version__, "transformers": transformers.__version__,
                 "threads": torch.get_num_threads(),
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
@@ -165,6 +167,14 @@ def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
         progress(f"{name}: built in {seconds:.0f} s (final train loss {loss:.3f})")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def weights_sha256(folder: Path) -> str:
+    """Identifies the exact weights: builds are seeded, but float reductions may differ across processes."""
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.safetensors")):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def train_tokenizer(recipe: Recipe) -> Any:
