@@ -43,6 +43,13 @@ OPTIONS = (
         "max perplexity increase vs fp32 in %%, e.g. int8=5,gpt2/fp16=1 [pyproject / built-in]",
     ),
     ("reports-dir", "DIR", "where runs are saved, relative to the rootdir [reports]"),
+    ("meters", "SPEC", "power meters: auto (what works here), none, or a list of nvml, rapl, codecarbon [auto]"),
+    ("energy-min-s", "SECONDS", "shortest energy window [10 x the sensor update period, at least 2 s]"),
+    ("energy-min-calls", "N", "fewest workload calls in an energy window [10]"),
+    ("idle-s", "SECONDS", "idle baseline length per meter [3]"),
+    ("country", "ISO3", "country for CodeCarbon's carbon intensity, e.g. FRA [USA]"),
+    ("region", "NAME", "region within the country for CodeCarbon (e.g. a US state)"),
+    ("energy-budget", "SPEC", "max energy per item vs fp32 as a ratio, e.g. int8=0.8 (never gated on estimates)"),
 )
 
 
@@ -143,9 +150,10 @@ def case_of(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(tryfirst=True)  # before the terminal reporter prints the collection header
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if any(case_of(item) for item in session.items):
+    cases = [case_of(item) for item in session.items]
+    if any(cases):
         try:
-            bench_session(session.config).activate()
+            bench_session(session.config).activate(with_energy=any(c and c.metric == "energy" for c in cases))
         except SettingsError as error:
             raise pytest.UsageError(str(error)) from None
 
@@ -156,6 +164,9 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
         return []
     lines = [f"energybench: device {bench.device}, runs saved to {bench.settings.reports_dir}"]
     lines += [f"energybench: {source.describe()}" for source in bench.sources.values()]
+    if bench.meter_set is not None:
+        lines += [f"energybench: meter {m.name} on {m.device}" for m in bench.meter_set.meters]
+        lines += [f"energybench: meter {name} absent: {why}" for name, why in bench.meter_set.absent.items()]
     return lines
 
 
@@ -202,7 +213,10 @@ def failure_line(call: pytest.CallInfo) -> str:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
-    if bench is not None and not hasattr(session.config, "workerinput"):
+    if bench is None:
+        return
+    bench.close()
+    if not hasattr(session.config, "workerinput"):
         bench.save()
 
 

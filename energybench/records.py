@@ -137,6 +137,7 @@ class Run:
     options: dict[str, Any]
     models: dict[str, dict[str, Any]]
     records: list[Record]
+    meters: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

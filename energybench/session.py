@@ -62,10 +62,12 @@ class BenchSession:
         self._loaded: dict[str, LoadedModel] = {}
         self._prepared: tuple[tuple[str, str], Prepared] | None = None
         self._quality: dict[tuple[str, str, str], Any] = {}
+        self.meter_set: Any = None  # energybench.meters.selection.MeterSet, opened when energy is measured
+        self._idle: dict[str, Any] = {}
 
     # -- start-up -------------------------------------------------------------------------
-    def activate(self) -> None:
-        """Resolve the device and every model source; raise SettingsError on anything unusable."""
+    def activate(self, with_energy: bool = False) -> None:
+        """Resolve the device, every model source and (for energy) the meters; SettingsError if unusable."""
         if self.device is not None:
             return
         self.device = resolve_device(self.settings.device)
@@ -74,6 +76,34 @@ class BenchSession:
                 self.sources[name] = self.resolve_source(name)
         except ModelSourceError as error:
             raise SettingsError(str(error)) from error
+        if with_energy:
+            self.open_meters()
+
+    def open_meters(self) -> None:
+        from energybench.meters import MeterUnavailable
+        from energybench.meters.selection import open_meters
+
+        try:
+            self.meter_set = open_meters(
+                self.settings.meters, self.device, country=self.settings.country, region=self.settings.region,
+                rapl_root=None, output_dir=self.settings.reports_dir,
+            )  # fmt: skip
+        except MeterUnavailable as error:
+            raise SettingsError(str(error)) from error
+
+    def idle_reading(self, meter: Any) -> Any:
+        """The meter's reading over ``idle_s`` seconds of doing nothing, once per session."""
+        import time
+
+        if meter.name not in self._idle:
+            meter.start()
+            time.sleep(max(self.settings.idle_s, meter.update_period_s * 2))
+            self._idle[meter.name] = meter.stop()
+        return self._idle[meter.name]
+
+    def close(self) -> None:
+        if self.meter_set is not None:
+            self.meter_set.close()
 
     def resolve_source(self, name: str) -> ModelSource:
         if self.settings.model_path:
@@ -155,7 +185,13 @@ class BenchSession:
             options=self.settings.to_dict(),
             models={name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()},
             records=list(self.records),
+            meters=self.meters_summary(),
         )
+
+    def meters_summary(self) -> dict[str, Any]:
+        if self.meter_set is None:
+            return {}
+        return {"open": {m.name: m.device for m in self.meter_set.meters}, "absent": dict(self.meter_set.absent)}
 
     def model_details(self, name: str) -> dict[str, Any]:
         loaded = self._loaded.get(name)

@@ -17,7 +17,8 @@ from energybench.models import REGISTRY, SOURCES, TASKS
 
 # Names only (energybench.precision holds the converters; importing it here would pull in torch).
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size")
+METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy")
+METER_CHOICES = ("nvml", "rapl", "codecarbon")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_ACCURACY_BUDGET_PP = {"int8": 1.0, "fp16": 0.3, "bf16": 0.3}
 DEFAULT_PERPLEXITY_BUDGET_PCT = {"int8": 5.0, "fp16": 1.0, "bf16": 1.0}
@@ -48,9 +49,17 @@ class Settings:
     save: bool
     accuracy_budget_pp: dict[str, float] = field(default_factory=dict)
     perplexity_budget_pct: dict[str, float] = field(default_factory=dict)
+    meters: tuple[str, ...] | str = "auto"
+    energy_min_s: float | None = None  # None: derived from the sensor's update period
+    energy_min_calls: int = 10
+    idle_s: float = 3.0
+    country: str = "USA"
+    region: str | None = None
+    energy_budget_ratio: dict[str, float] = field(default_factory=dict)
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
-        table = self.accuracy_budget_pp if metric == "accuracy" else self.perplexity_budget_pct
+        table = {"accuracy": self.accuracy_budget_pp, "perplexity": self.perplexity_budget_pct,
+                 "energy": self.energy_budget_ratio}[metric]  # fmt: skip
         return table.get(f"{model}/{precision}", table.get(precision))
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +95,37 @@ def positive_int(option: str, raw: Any, allow_none: bool = False) -> int | None:
     if value < 1:
         raise SettingsError(f"{option}: {raw!r} is not a positive integer; give a whole number >= 1")
     return value
+
+
+def positive_float(option: str, raw: Any, default: float | None) -> float | None:
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SettingsError(f"{option}: {raw!r} is not a positive number of seconds")
+    return value
+
+
+def meter_choice(raw: Any) -> tuple[str, ...] | str:
+    text = str(raw or "auto").strip()
+    if text in ("auto", "none"):
+        return text
+    try:
+        return choice_list("--meters", text, METER_CHOICES)
+    except SettingsError:
+        raise SettingsError(
+            f"--meters: {text!r} is not auto, none or a comma list of {', '.join(METER_CHOICES)}"
+        ) from None
+
+
+def country_code(raw: Any) -> str:
+    text = str(raw or "USA").strip()
+    if len(text) != 3 or not text.isalpha():
+        raise SettingsError(f"--country: {text!r} is not a 3-letter ISO 3166 code (e.g. USA, FRA, DEU)")
+    return text.upper()
 
 
 def budget_table(option: str, raw: str | dict | None, default: dict[str, float]) -> dict[str, float]:
@@ -161,5 +201,15 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
             "--perplexity-budget", raw.get("perplexity_budget"),
             budget_table("[tool.energybench] perplexity_budget_pct", tool.get("perplexity_budget_pct"),
                          DEFAULT_PERPLEXITY_BUDGET_PCT),
+        ),
+        meters=meter_choice(raw.get("meters")),
+        energy_min_s=positive_float("--energy-min-s", raw.get("energy_min_s"), None),
+        energy_min_calls=positive_int("--energy-min-calls", raw.get("energy_min_calls") or 10),
+        idle_s=positive_float("--idle-s", raw.get("idle_s"), 3.0),
+        country=country_code(raw.get("country")),
+        region=raw.get("region") or None,
+        energy_budget_ratio=budget_table(
+            "--energy-budget", raw.get("energy_budget"),
+            budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
         ),
     )  # fmt: skip

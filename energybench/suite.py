@@ -216,17 +216,70 @@ class Bench:
         self.record(None, "", "", status="skipped", reason=reason)
         pytest.skip(reason)
 
-    def record(self, value: float | None, unit: str, method: str, **fields: Any) -> Record:
+    def record(self, value: float | None, unit: str, method: str, metric: str | None = None, **fields: Any) -> Record:
         prepared = self.__dict__.get("prepared")
         details = dict(fields.pop("details", {}))
         if prepared is not None:
             details = {"implementation": prepared.implementation, **prepared.details, **details}
         record = Record(
-            model=self.case.model, precision=self.case.precision, metric=self.case.metric, value=value,
+            model=self.case.model, precision=self.case.precision, metric=metric or self.case.metric, value=value,
             unit=unit, method=method, device=str(self.device), source=self.source.to_dict(),
             test_id=self.test_id, details=details, **fields,
         )  # fmt: skip
         return self.session.add(record)
+
+    def record_energy(self) -> Record:
+        """Energy per item (sample, or token for GPT-2), average power and CO2, each with its method."""
+        import dataclasses as dc
+
+        from energybench import energy, workloads
+
+        meters = self.session.meter_set
+        if meters is None or meters.primary() is None:
+            absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
+            self.skip(f"no power meter can run here ({absent or 'meters not opened'})")
+        batch_size = self.settings.batch_size
+        shape = self.shape(batch_size)
+        run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device)
+        items, unit = (batch_size * shape["seq_len"], "token") if self.is_causal_lm else (batch_size, "sample")
+        idle = self.session.idle_reading(meters.primary())
+        result = energy.measure(run, meters, idle, items_per_call=items, configured_min_s=self.settings.energy_min_s,
+                                min_calls=self.settings.energy_min_calls)  # fmt: skip
+        details = {k: v for k, v in dc.asdict(result).items() if k not in ("readings", "idle")}
+        details["readings"] = {name: dc.asdict(r) for name, r in result.readings.items()}
+        details["idle"] = dc.asdict(result.idle) if result.idle else None
+        details["gated"] = result.method != "estimated"
+        method = (f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
+                  f"{result.window_s:.2f} s window over {result.calls} calls of {items} {unit}s; "
+                  f"idle baseline {self.settings.idle_s:.1f} s")  # fmt: skip
+        common = {"shape": shape, "details": details, "reason": result.reason,
+                  "status": "ok" if result.reason is None else "skipped"}  # fmt: skip
+        self.record(result.avg_power_w, "W", method, metric="power", **common)
+        if result.co2_per_item_g is not None or result.reason:
+            co2_method = f"energy per {unit} x CodeCarbon grid intensity ({self.settings.country}); " + method
+            co2_reason = result.reason
+            self.record(result.co2_per_item_g, f"gCO2eq/{unit}", co2_method, metric="co2",
+                        **{**common, "reason": co2_reason})  # fmt: skip
+        budget = self.energy_budget(result.per_item_j, result.method)
+        status = "budget-breach" if budget and not budget.passed else common["status"]
+        record = self.record(result.per_item_j, f"J/{unit}", method, budget=budget, **{**common, "status": status})
+        if budget and not budget.passed:
+            pytest.fail(budget.message("energy", self.case.precision, result.per_item_j), pytrace=False)
+        return record
+
+    def energy_budget(self, per_item_j: float | None, method: str) -> Budget | None:
+        """An optional "energy per item <= ratio x fp32" budget; never gated on estimated energy."""
+        limit = self.settings.budget_for("energy", self.case.model, self.case.precision)
+        if limit is None or per_item_j is None or self.case.precision == "fp32":
+            return None
+        baseline = next((r for r in self.session.records if (r.model, r.precision, r.metric, r.status) ==
+                         (self.case.model, "fp32", "energy", "ok")), None)  # fmt: skip
+        if baseline is None or baseline.value is None:
+            return None
+        ratio = per_item_j / baseline.value
+        gated = method != "estimated" and baseline.details.get("gated", False)
+        return Budget("fp32", baseline.value, ratio, limit, "x fp32" + ("" if gated else " (estimated: not gated)"),
+                      passed=(ratio <= limit) or not gated)
 
     def record_quality(self) -> Record:
         """Measure accuracy/perplexity, compare with the fp32 baseline, record, assert the budget."""
