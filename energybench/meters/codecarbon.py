@@ -1,7 +1,8 @@
 """CodeCarbon: CO2 (kg CO2eq) for a window, and its energy estimate when nothing better exists.
 
 Runs CodeCarbon's OfflineEmissionsTracker (no network) for the country (and region) the user
-gives, quietly, saving nothing into the current directory. On machines without RAPL or NVML
+gives, quietly, with ``save_to_file=False``: it writes no emissions.csv anywhere; its figures
+go into energybench's own run records under ``reports/``. On machines without RAPL or NVML
 access, CodeCarbon models CPU power as TDP x load and RAM as a constant per GB: the reading
 is then labelled ``estimated`` (it is never gated on). The carbon intensity it used is stored
 so CO2 can be recomputed from any stored energy figure.
@@ -38,7 +39,7 @@ class CodeCarbonMeter:
         if reason:
             raise MeterUnavailable(reason)
         self.country, self.region = country_iso_code, region
-        self.output_dir = output_dir
+        self.output_dir = output_dir  # unused while save_to_file=False: the figures go into energybench's run
         self.device = f"process (codecarbon, {country_iso_code}{'/' + region if region else ''})"
 
     def start(self) -> None:
@@ -50,8 +51,6 @@ class CodeCarbonMeter:
         )  # fmt: skip
         if self.region:
             options["region"] = self.region
-        if self.output_dir:
-            options["output_dir"] = str(self.output_dir)
         with quiet_codecarbon():
             self._tracker = OfflineEmissionsTracker(**options)
             self._start_s = time.perf_counter()

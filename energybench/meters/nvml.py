@@ -59,7 +59,7 @@ def decode(value: Any) -> str:
 class NvmlMeter:
     name = "nvml"
 
-    def __init__(self, index: int = 0, nvml: Any = None):
+    def __init__(self, index: int = 0, nvml: Any = None, probe_s: float = PROBE_S):
         reason = probe(index, nvml)
         if reason:
             raise MeterUnavailable(reason)
@@ -69,7 +69,7 @@ class NvmlMeter:
         self.handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
         self.device = f"gpu:{index} {decode(self.nvml.nvmlDeviceGetName(self.handle))}"
         self.has_counter = self._counter_supported()
-        self.update_period_s = self._probe_update_period()
+        self.update_period_s = self._probe_update_period(probe_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,10 +87,10 @@ class NvmlMeter:
             return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1000.0
         return self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0
 
-    def _probe_update_period(self) -> float:
-        """Median time between changes of the sensor's value, watched for PROBE_S seconds."""
+    def _probe_update_period(self, probe_s: float) -> float:
+        """Median time between changes of the sensor's value, watched for ``probe_s`` seconds."""
         changes, last, start = [], self._read(), time.perf_counter()
-        while time.perf_counter() - start < PROBE_S:
+        while time.perf_counter() - start < probe_s:
             value = self._read()
             if value != last:
                 changes.append(time.perf_counter())
