@@ -1,4 +1,5 @@
-"""Builds, caches and loads the embedded default models: small real architectures trained here on the shipped data.
+"""Builds, caches and loads the embedded default models: small real architectures trained here
+on the shipped data.
 
 The embedded default exists because the machines energybench is built and tested on reach no
 model hub. Each model is a real transformers architecture (DistilBERT, BERT, GPT-2) at reduced
@@ -17,16 +18,20 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from energybench.models import quiet_transformers
 
-RECIPE_FORMAT = 2  # bump when the build procedure changes, so caches rebuild
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+RECIPE_FORMAT = 3  # bump when the build procedure changes, so caches rebuild
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BUILD_INFO = "build_info.json"
+EOS = "<|endoftext|>"
 Progress = Callable[[str], None]
 
 
@@ -45,6 +50,7 @@ class Recipe:
     lr: float
     seed: int
     train_data: str
+    train_len: int = 64  # classifier training truncates sentences here (SST-2 sentences rarely exceed it)
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
 
@@ -81,8 +87,8 @@ RECIPES: dict[str, Recipe] = {
 
 @dataclass(frozen=True)
 class Embedded:
-    model: Any
-    tokenizer: Any
+    model: PreTrainedModel  # eval mode, float32, CPU
+    tokenizer: PreTrainedTokenizerFast
     recipe: Recipe
     path: Path
     built_now: bool
@@ -91,13 +97,19 @@ class Embedded:
 
 
 def cache_root() -> Path:
+    """Where energybench caches what it builds (``$ENERGYBENCH_CACHE``, else ``~/.cache/energybench``)."""
     return Path(os.environ.get("ENERGYBENCH_CACHE") or Path.home() / ".cache" / "energybench")
 
 
 def load_or_build(
-    name: str, recipe: Recipe | None = None, *, cache_dir: Path | None = None, progress: Progress | None = None
+    name: str, recipe: Recipe | None = None, *, cache_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> Embedded:
-    """The cached model for ``name`` and ``recipe``; trained and cached first if absent."""
+    """The cached model for ``name`` and ``recipe``; trained and cached first if absent.
+
+    ``cache_dir`` replaces ``cache_root() / "embedded"``. Only a folder holding ``build_info.json``
+    counts as built: anything else at that path is discarded and rebuilt, never loaded.
+    """
     if recipe is None:
         if name not in RECIPES:
             raise KeyError(f"no embedded recipe for {name!r}; known: {', '.join(RECIPES)}")
@@ -109,8 +121,7 @@ def load_or_build(
     say(f"{name}: building the embedded model (recipe {recipe.hash()}), cached in {folder}")
     with quiet_transformers():
         build(name, recipe, folder, say)
-    embedded = load_cached(folder, recipe)
-    return dataclasses.replace(embedded, built_now=True)
+    return dataclasses.replace(load_cached(folder, recipe), built_now=True)
 
 
 def load_cached(folder: Path, recipe: Recipe) -> Embedded:
@@ -119,54 +130,92 @@ def load_cached(folder: Path, recipe: Recipe) -> Embedded:
     info = json.loads((folder / BUILD_INFO).read_text())
     cls = AutoModelForCausalLM if recipe.task == "causal-lm" else AutoModelForSequenceClassification
     with quiet_transformers():
-        model = cls.from_pretrained(folder, local_files_only=True).eval()
+        model = cls.from_pretrained(folder, local_files_only=True, dtype="float32").eval()
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return Embedded(model, tokenizer, recipe, folder, False, info.get("train_seconds"), info.get("weights_sha256"))
+    seconds, weights = info.get("train_seconds"), info.get("weights_sha256")
+    return Embedded(model, tokenizer, recipe, folder, False, seconds, weights)
 
 
 def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
     """Train into a temporary folder beside ``folder`` and rename it into place (atomic)."""
-    import torch
-    import transformers
-
-    from energybench import data
-
     folder.parent.mkdir(parents=True, exist_ok=True)
+    discard_stale_staging(folder)
     staging = Path(tempfile.mkdtemp(prefix=f".build-{folder.name}-", dir=folder.parent))
     try:
         start = time.perf_counter()
-        tokenizer = train_tokenizer(recipe)
-        model = new_model(recipe, tokenizer)
-        if recipe.task == "causal-lm":
-            text, file = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
-            loss = train_causal_lm(
-                model, tokenizer, text, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                seed=recipe.seed, block_size=recipe.max_len, progress=progress,
-            )  # fmt: skip
-        else:
-            examples, file = data.sst2("train")
-            loss = fine_tune_classifier(
-                model, tokenizer, examples, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                seed=recipe.seed, max_len=64, progress=progress,
-            )  # fmt: skip
+        model, tokenizer, loss, file = train(recipe, lambda message: progress(f"{name}: {message}"))
         seconds = time.perf_counter() - start
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        info = {"name": name, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
-                "train_seconds": round(seconds, 2), "final_train_loss": loss,
-                "weights_sha256": weights_sha256(staging), "data_file": file.name,
-                "data_sha256": file.sha256, "torch": torch.__version__, "transformers": transformers.__version__,
-                "threads": torch.get_num_threads(),
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-        (staging / BUILD_INFO).write_text(json.dumps(info, indent=1))  # written last: marks the build complete
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / BUILD_INFO).is_file():
-                raise  # not a lost race with another builder: a real error
+        info = build_info(name, recipe, seconds, loss, file, weights_sha256(staging))
+        (staging / BUILD_INFO).write_text(json.dumps(info, indent=1))  # written last: marks it complete
+        publish(staging, folder)
         progress(f"{name}: built in {seconds:.0f} s (final train loss {loss:.3f})")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def train(recipe: Recipe, progress: Progress) -> tuple[Any, Any, float, Any]:
+    """A new tokenizer and model trained by the recipe: (model, tokenizer, final train loss, DataFile)."""
+    from energybench import data
+
+    tokenizer = train_tokenizer(recipe)
+    model = new_model(recipe, tokenizer)
+    common = {"steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr, "seed": recipe.seed,
+              "weight_decay": recipe.weight_decay, "warmup": recipe.warmup_fraction, "progress": progress}
+    if recipe.task == "causal-lm":
+        text, file = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
+        loss = train_causal_lm(model, tokenizer, text, block_size=recipe.max_len, **common)
+    else:
+        examples, file = data.sst2(recipe.train_data.removeprefix("sst2-").removesuffix(".tsv"))
+        loss = fine_tune_classifier(model, tokenizer, examples, max_len=recipe.train_len, **common)
+    return model, tokenizer, loss, file
+
+
+def build_info(name: str, recipe: Recipe, seconds: float, loss: float, file: Any, weights: str) -> dict:
+    import torch
+    import transformers
+
+    return {"name": name, "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
+            "recipe_format": RECIPE_FORMAT, "train_seconds": round(seconds, 2), "final_train_loss": loss,
+            "weights_sha256": weights, "data_file": file.name, "data_sha256": file.sha256,
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(),
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def publish(staging: Path, folder: Path) -> None:
+    """Rename the finished build into place; a complete folder from a concurrent builder wins."""
+    for attempt in range(2):
+        try:
+            os.rename(staging, folder)
+            return
+        except OSError:
+            if (folder / BUILD_INFO).is_file():
+                return  # another process finished first: keep theirs
+            if attempt:
+                raise
+            discard(folder)  # incomplete (no build_info.json): never loaded, so replace it
+
+
+def discard(path: Path) -> None:
+    """Move ``path`` aside (atomic, so no reader sees it half-deleted), then delete it."""
+    doomed = Path(tempfile.mkdtemp(prefix=f".discard-{path.name}-", dir=path.parent))
+    try:
+        os.rename(path, doomed / path.name)
+    except FileNotFoundError:
+        pass  # someone else removed or replaced it already
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def discard_stale_staging(folder: Path, older_than_s: float = 6 * 3600) -> None:
+    """Remove staging folders of builds that died long ago (killed before they could clean up)."""
+    for stale in folder.parent.glob(f".build-{folder.name}-*"):
+        try:
+            if time.time() - stale.stat().st_mtime > older_than_s:
+                shutil.rmtree(stale, ignore_errors=True)
+        except FileNotFoundError:
+            pass
 
 
 def weights_sha256(folder: Path) -> str:
@@ -177,10 +226,12 @@ def weights_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def train_tokenizer(recipe: Recipe) -> Any:
-    """A tokenizer trained on the recipe's training text: WordPiece (BERT family) or byte-level BPE (GPT-2)."""
+def train_tokenizer(recipe: Recipe) -> PreTrainedTokenizerFast:
+    """A tokenizer trained on the recipe's training text: WordPiece (BERT family), byte-level BPE (GPT-2).
+
+    Deterministic: the same recipe gives the same vocabulary and ids.
+    """
     import transformers
-    from transformers import PreTrainedTokenizerFast
 
     from energybench import data
 
@@ -190,21 +241,20 @@ def train_tokenizer(recipe: Recipe) -> Any:
         text, _ = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
         core = ByteLevelBPETokenizer(add_prefix_space=False)
         core.train_from_iterator(text.split("\n"), vocab_size=recipe.vocab_size, min_frequency=2,
-                                 special_tokens=["<|endoftext|>"], show_progress=False)  # fmt: skip
-        return PreTrainedTokenizerFast(
-            tokenizer_object=core._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-            unk_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=recipe.max_len,
-            model_input_names=["input_ids", "attention_mask"],
+                                 special_tokens=[EOS], show_progress=False)  # fmt: skip
+        return transformers.GPT2TokenizerFast(
+            tokenizer_object=core._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS,
+            pad_token=EOS, model_max_length=recipe.max_len,  # pad = eos, as usual for GPT-2 batching
         )  # fmt: skip
     from tokenizers import BertWordPieceTokenizer
 
-    sentences = [s for s, _ in data.sst2("train")[0]]
+    sentences = [s for s, _ in data.sst2(recipe.train_data.removeprefix("sst2-").removesuffix(".tsv"))[0]]
     core = BertWordPieceTokenizer(lowercase=True)
     core.train_from_iterator(sentences, vocab_size=recipe.vocab_size, min_frequency=2, show_progress=False,
                              special_tokens=WORDPIECE_SPECIALS)  # fmt: skip
-    # the architecture's own tokenizer class adds [CLS] ... [SEP] and its model inputs, as the published ones do
-    tokenizer_class = transformers.BertTokenizerFast if recipe.arch == "bert" else transformers.DistilBertTokenizerFast
-    return tokenizer_class(
+    # the architecture's own tokenizer class adds [CLS] ... [SEP] and its model inputs, as published ones do
+    cls = transformers.BertTokenizerFast if recipe.arch == "bert" else transformers.DistilBertTokenizerFast
+    return cls(
         tokenizer_object=canonical_wordpiece(core._tokenizer), pad_token="[PAD]", unk_token="[UNK]",
         cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=recipe.max_len,
     )  # fmt: skip
@@ -229,36 +279,41 @@ def canonical_wordpiece(tokenizer: Any) -> Any:
     return Tokenizer.from_str(json.dumps(spec))
 
 
-def new_model(recipe: Recipe, tokenizer: Any) -> Any:
+def new_model(recipe: Recipe, tokenizer: Any) -> PreTrainedModel:
+    """A freshly initialised model of the recipe's architecture and sizes (seeded)."""
     import torch
     import transformers as tf
 
     torch.manual_seed(recipe.seed)
-    labels = {"num_labels": 2, "id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
     vocab, pad = len(tokenizer), tokenizer.pad_token_id
+    if recipe.arch == "gpt2":
+        eos = tokenizer.eos_token_id
+        config = tf.GPT2Config(vocab_size=vocab, n_layer=recipe.layers, n_embd=recipe.hidden,
+                               n_head=recipe.heads, n_inner=recipe.ffn, n_positions=recipe.max_len,
+                               bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)  # fmt: skip
+        return tf.GPT2LMHeadModel(config)
+    labels = {"num_labels": 2, "id2label": {0: "negative", 1: "positive"},
+              "label2id": {"negative": 0, "positive": 1}}  # fmt: skip
     if recipe.arch == "distilbert":
-        config = tf.DistilBertConfig(vocab_size=vocab, n_layers=recipe.layers, dim=recipe.hidden, n_heads=recipe.heads,
-                                     hidden_dim=recipe.ffn, max_position_embeddings=recipe.max_len, pad_token_id=pad,
+        config = tf.DistilBertConfig(vocab_size=vocab, n_layers=recipe.layers, dim=recipe.hidden,
+                                     n_heads=recipe.heads, hidden_dim=recipe.ffn,
+                                     max_position_embeddings=recipe.max_len, pad_token_id=pad,
                                      **labels)  # fmt: skip
         return tf.DistilBertForSequenceClassification(config)
-    if recipe.arch == "bert":
-        config = tf.BertConfig(vocab_size=vocab, num_hidden_layers=recipe.layers, hidden_size=recipe.hidden,
-                               num_attention_heads=recipe.heads, intermediate_size=recipe.ffn,
-                               max_position_embeddings=recipe.max_len, pad_token_id=pad, **labels)  # fmt: skip
-        return tf.BertForSequenceClassification(config)
-    config = tf.GPT2Config(vocab_size=vocab, n_layer=recipe.layers, n_embd=recipe.hidden, n_head=recipe.heads,
-                           n_inner=recipe.ffn, n_positions=recipe.max_len, bos_token_id=tokenizer.eos_token_id,
-                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)  # fmt: skip
-    return tf.GPT2LMHeadModel(config)
+    config = tf.BertConfig(vocab_size=vocab, num_hidden_layers=recipe.layers, hidden_size=recipe.hidden,
+                           num_attention_heads=recipe.heads, intermediate_size=recipe.ffn,
+                           max_position_embeddings=recipe.max_len, pad_token_id=pad, **labels)  # fmt: skip
+    return tf.BertForSequenceClassification(config)
 
 
-def optimizer_and_schedule(model: Any, steps: int, lr: float, weight_decay: float = 0.01, warmup: float = 0.1):
+def optimizer_and_schedule(model: Any, steps: int, lr: float, weight_decay: float, warmup: float) -> tuple:
+    """AdamW with linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
     import torch
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     warmup_steps = max(1, int(steps * warmup))
 
-    def factor(step: int) -> float:  # linear warm-up, then linear decay to zero
+    def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         return max(0.0, (steps - step) / max(1, steps - warmup_steps))
@@ -266,55 +321,68 @@ def optimizer_and_schedule(model: Any, steps: int, lr: float, weight_decay: floa
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def report_every(steps: int) -> int:
-    return max(1, steps // 10)
-
-
 def fine_tune_classifier(
-    model: Any, tokenizer: Any, examples: list[tuple[str, int]], *, steps: int, batch_size: int, lr: float,
-    seed: int, max_len: int = 64, progress: Progress | None = None,
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, examples: list[tuple[str, int]], *,
+    steps: int, batch_size: int, lr: float, seed: int, max_len: int = 64, weight_decay: float = 0.01,
+    warmup: float = 0.1, progress: Progress | None = None,
 ) -> float:  # fmt: skip
-    """Fine-tune a sequence classifier on (sentence, label) pairs; returns the final mean train loss."""
+    """Fine-tune a sequence classifier on (sentence, label) pairs for ``steps`` batches.
+
+    Batches are drawn by a seeded shuffle (epoch after epoch) and padded to their longest
+    sentence. The tokenizer needs a pad token. Returns the mean train loss of the last steps.
+    """
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    encoded = tokenizer([s for s, _ in examples], truncation=True, max_length=max_len)["input_ids"]
+    torch.manual_seed(seed)  # dropout
     labels = torch.tensor([label for _, label in examples])
-    optimizer, schedule = optimizer_and_schedule(model, steps, lr)
+    optimizer, schedule = optimizer_and_schedule(model, steps, lr, weight_decay, warmup)
     model.train()
     recent: list[float] = []
-    for step in range(steps):
-        rows = torch.randint(0, len(encoded), (batch_size,), generator=generator).tolist()
-        batch = pad_rows([encoded[i] for i in rows], tokenizer.pad_token_id)
+    for step, rows in zip(range(steps), shuffled_batches(len(examples), batch_size, seed)):
+        batch = tokenizer([examples[i][0] for i in rows], truncation=True, max_length=max_len, padding=True,
+                          return_tensors="pt")  # fmt: skip
         loss = model(**batch, labels=labels[rows]).loss
         recent = take_step(loss, optimizer, schedule, model, recent)
-        if progress and (step + 1) % report_every(steps) == 0:
-            progress(f"classifier: step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")
+        report(progress, step, steps, recent)
     model.eval()
     return sum(recent) / len(recent)
 
 
 def train_causal_lm(
-    model: Any, tokenizer: Any, text: str, *, steps: int, batch_size: int, lr: float, seed: int,
-    block_size: int, progress: Progress | None = None,
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, text: str, *, steps: int, batch_size: int,
+    lr: float, seed: int, block_size: int, weight_decay: float = 0.01, warmup: float = 0.1,
+    progress: Progress | None = None,
 ) -> float:  # fmt: skip
-    """Train a causal LM on random contiguous blocks of ``text``; returns the final mean train loss."""
+    """Train a causal LM on seeded random contiguous blocks of ``text``; returns the final mean train loss."""
     import torch
 
+    torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
-    optimizer, schedule = optimizer_and_schedule(model, steps, lr)
+    ids = torch.tensor(tokenizer(text, verbose=False)["input_ids"], dtype=torch.long)  # one long sequence
+    optimizer, schedule = optimizer_and_schedule(model, steps, lr, weight_decay, warmup)
     model.train()
     recent: list[float] = []
     for step in range(steps):
-        starts = torch.randint(0, len(ids) - block_size - 1, (batch_size,), generator=generator)
-        batch = torch.stack([ids[s : s + block_size] for s in starts.tolist()])
+        starts = torch.randint(0, len(ids) - block_size, (batch_size,), generator=generator).tolist()
+        batch = torch.stack([ids[s : s + block_size] for s in starts])
         loss = model(input_ids=batch, labels=batch).loss
         recent = take_step(loss, optimizer, schedule, model, recent)
-        if progress and (step + 1) % report_every(steps) == 0:
-            progress(f"causal LM: step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")
+        report(progress, step, steps, recent)
     model.eval()
     return sum(recent) / len(recent)
+
+
+def shuffled_batches(count: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless batches of row indices: a fresh seeded permutation each epoch, last partial batch dropped."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    if count < batch_size:
+        raise ValueError(f"{count} examples are fewer than one batch of {batch_size}")
+    while True:
+        order = torch.randperm(count, generator=generator).tolist()
+        for i in range(0, count - batch_size + 1, batch_size):
+            yield order[i : i + batch_size]
 
 
 def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list[float]) -> list[float]:
@@ -328,10 +396,7 @@ def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list
     return [*recent[-49:], float(loss.detach())]
 
 
-def pad_rows(rows: list[list[int]], pad_id: int) -> dict[str, Any]:
-    import torch
-
-    length = max(len(r) for r in rows)
-    input_ids = torch.tensor([r + [pad_id] * (length - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
-    return {"input_ids": input_ids, "attention_mask": mask}
+def report(progress: Progress | None, step: int, steps: int, recent: list[float]) -> None:
+    """About every 10 % of the steps: ``step 200/600 loss 0.410`` (mean of the last 50 steps)."""
+    if progress and (step + 1) % max(1, steps // 10) == 0:
+        progress(f"step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")

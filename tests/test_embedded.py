@@ -1,21 +1,27 @@
 """The embedded default: recipes, deterministic builds, the atomic on-disk cache."""
 
+import dataclasses
 import json
+import os
+import time
 
 import pytest
 import torch
 
 from energybench import embedded
-from energybench.embedded import BUILD_INFO, RECIPES, load_or_build
+from energybench.embedded import BUILD_INFO, RECIPES, Recipe, load_or_build
 
 TINY = {"layers": 1, "hidden": 16, "heads": 2, "ffn": 32, "vocab_size": 300, "steps": 4, "batch_size": 4}
 
 
 def test_recipe_hash_is_stable_and_covers_every_field():
     recipe = RECIPES["distilbert"]
-    assert recipe.hash() == RECIPES["distilbert"].hash() and len(recipe.hash()) == 12
-    assert recipe.scaled(seed=1).hash() != recipe.hash()
-    assert recipe.scaled(lr=recipe.lr * 2).hash() != recipe.hash()
+    assert recipe.hash() == Recipe(**dataclasses.asdict(recipe)).hash() and len(recipe.hash()) == 12
+    int(recipe.hash(), 16)
+    for field in dataclasses.fields(Recipe):
+        value = getattr(recipe, field.name)
+        changed = value + "x" if isinstance(value, str) else value * 2 + 1
+        assert recipe.scaled(**{field.name: changed}).hash() != recipe.hash(), field.name
     assert len({r.hash() for r in RECIPES.values()}) == 3
 
 
@@ -27,6 +33,8 @@ def test_build_then_load_from_cache(tmp_path):
     info = json.loads((built.path / BUILD_INFO).read_text())
     assert info["recipe_hash"] == recipe.hash() and info["data_sha256"].startswith("c75796b0")
     assert any("building the embedded model" in m for m in messages)
+    assert any(m.startswith("distilbert: step 4/4 loss ") for m in messages)
+    assert info["data_file"] == "sst2-train.tsv" and info["train_seconds"] > 0
     again = load_or_build("distilbert", recipe, cache_dir=tmp_path)
     assert not again.built_now and again.train_seconds == info["train_seconds"]
     batch = built.tokenizer(["a gripping , funny film"], return_tensors="pt")
@@ -42,15 +50,20 @@ def test_builds_are_deterministic_from_the_seed(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_a_half_built_folder_is_never_loaded(tmp_path):
+def test_a_half_built_folder_is_never_loaded_but_rebuilt(tmp_path):
     recipe = RECIPES["distilbert"].scaled(**TINY)
     half = tmp_path / f"distilbert-{recipe.hash()}"
     half.mkdir(parents=True)
-    (half / "config.json").write_text("{}")  # a crash before build_info.json was written
-    with pytest.raises(OSError):
-        load_or_build("distilbert", recipe, cache_dir=tmp_path)  # refuses to merge into it, never loads it
-    assert not (half / BUILD_INFO).exists()
-    assert [p.name for p in tmp_path.iterdir()] == [half.name]  # its own staging folder was cleaned up
+    (half / "config.json").write_text("{}")  # left by something that died before build_info.json
+    stale = tmp_path / f".build-{half.name}-dead"  # staging folder of a build killed long ago
+    stale.mkdir()
+    os.utime(stale, (time.time() - 86400,) * 2)
+    live = tmp_path / f".build-{half.name}-live"  # may be another process's build in progress
+    live.mkdir()
+    built = load_or_build("distilbert", recipe, cache_dir=tmp_path)
+    assert built.built_now and (half / BUILD_INFO).is_file()
+    assert json.loads((half / "config.json").read_text())["model_type"] == "distilbert"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([half.name, live.name])
 
 
 def test_gpt2_tokenizer_round_trips_and_the_model_generates_logits(tmp_path):
@@ -59,6 +72,9 @@ def test_gpt2_tokenizer_round_trips_and_the_model_generates_logits(tmp_path):
     text = "The game 's battle system is <unk> ."
     ids = built.tokenizer(text)["input_ids"]
     assert built.tokenizer.decode(ids) == text
+    assert type(built.tokenizer).__name__ in ("GPT2TokenizerFast", "GPT2Tokenizer")  # one class in v5
+    assert built.tokenizer.pad_token_id == built.tokenizer.eos_token_id
+    assert embedded.train_tokenizer(recipe).get_vocab() == built.tokenizer.get_vocab()  # deterministic
     with torch.no_grad():
         logits = built.model(input_ids=torch.tensor([ids])).logits
     assert logits.shape == (1, len(ids), len(built.tokenizer))

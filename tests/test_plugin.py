@@ -36,6 +36,7 @@ def saved_runs(pytester) -> list[dict]:
 def test_distilbert_suite_end_to_end(suite):
     result = suite.runpytest_subprocess(
         "benchmarks", "--model", "distilbert", "--max-samples", "120", *FAST,
+        "--metric", "accuracy,latency,throughput,memory,size",
         "--accuracy-budget", "int8=100,fp16=100,bf16=100",  # this test is about plumbing, not budgets
     )  # fmt: skip
     result.assert_outcomes(passed=20)
@@ -159,6 +160,33 @@ def test_the_harness_own_tests_do_not_save_runs(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
+
+
+def test_energy_with_codecarbon_is_estimated_and_never_gated(suite):
+    result = suite.runpytest_subprocess(
+        "benchmarks", "--metric", "energy", "--precision", "fp32,int8", "--meters", "auto", "--energy-min-s", "2",
+        "--idle-s", "1", "--country", "FRA", "--energy-budget", "int8=0.01", *FAST,
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)  # a 1 % budget would fail if estimated energy were gated on
+    result.stdout.fnmatch_lines(["energybench: meter codecarbon on process (codecarbon, FRA)",
+                                 "energybench: meter nvml absent: the benchmark device is the CPU, not a GPU"])
+    records = saved_runs(suite)[0]["records"]
+    by = {(r["precision"], r["metric"]): r for r in records}
+    energy = by[("int8", "energy")]
+    assert energy["unit"] == "J/sample" and energy["value"] > 0 and energy["method"].startswith("estimated: codecarbon")
+    assert energy["details"]["window_s"] >= 2 and energy["details"]["calls"] >= 10
+    assert energy["details"]["gated"] is False and "not gated" in energy["budget"]["unit"]
+    co2 = by[("int8", "co2")]
+    assert co2["unit"] == "gCO2eq/sample" and co2["value"] > 0
+    assert by[("fp32", "power")]["value"] > 0 and by[("fp32", "power")]["unit"] == "W"
+    assert saved_runs(suite)[0]["meters"]["open"] == {"codecarbon": "process (codecarbon, FRA)"}
+
+
+def test_a_meter_asked_for_by_name_that_cannot_run_is_a_usage_error(suite):
+    result = suite.runpytest_subprocess("benchmarks", "--metric", "energy", "--meters", "nvml", "--device", "cpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --meters nvml: the benchmark device is the CPU, not a GPU"])
+    assert not (suite.path / "reports").exists()
 
 
 def test_help_lists_every_option_with_its_default(pytester):
