@@ -23,6 +23,8 @@ def note(record: Record) -> str:
     if record.value is None:
         return f"{record.status}: {record.reason}"
     parts = []
+    if record.metric in ("energy", "power", "co2"):
+        parts.append(record.method.split(" on ")[0])  # e.g. "estimated: codecarbon" -- provenance first
     if record.timing:
         t = record.timing
         parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
