@@ -39,6 +39,11 @@ def test_all_and_lists(tmp_path):
         ({"perplexity_budget": "int8=-1"}, "--perplexity-budget: bad entry int8=-1"),
         ({"model_source": "path"}, "--model-source path needs --model-path DIR"),
         ({"model": "gpt2,distilbert", "model_path": "x"}, "--model-path applies to one model"),
+        ({"meters": "wattmeter"}, "--meters: 'wattmeter' is not auto, none or a comma list of nvml, rapl, codecarbon"),
+        ({"country": "France"}, "--country: 'France' is not a 3-letter ISO 3166 code"),
+        ({"energy_min_s": "0"}, "--energy-min-s: '0' is not a positive number of seconds"),
+        ({"idle_s": "soon"}, "--idle-s: 'soon' is not a positive number of seconds"),
+        ({"energy_budget": "int8=x"}, "--energy-budget: bad entry int8=x"),
     ],
 )
 def test_bad_values_name_the_option_and_the_accepted_values(tmp_path, raw, message):
@@ -55,6 +60,12 @@ def test_budgets_from_pyproject_and_command_line(tmp_path):
     assert s.budget_for("accuracy", "distilbert", "int8") == 2.0  # pyproject over built-in
     assert s.budget_for("accuracy", "bert-base", "fp16") == 0.5  # per-model key wins
     assert s.budget_for("accuracy", "distilbert", "fp16") == 0.1  # command line over pyproject
+
+
+def test_energy_options(tmp_path):
+    s = settings(tmp_path, meters="rapl,codecarbon", country="fra", energy_min_s="5", energy_budget="int8=0.8")
+    assert s.meters == ("rapl", "codecarbon") and s.country == "FRA" and s.energy_min_s == 5.0
+    assert s.budget_for("energy", "distilbert", "int8") == 0.8 and s.idle_s == 3.0 and s.energy_min_calls == 10
 
 
 def test_model_path_makes_a_custom_model(tmp_path):
