@@ -230,8 +230,6 @@ class Bench:
 
     def record_energy(self) -> Record:
         """Energy per item (sample, or token for GPT-2), average power and CO2, each with its method."""
-        import dataclasses as dc
-
         from energybench import energy, workloads
 
         meters = self.session.meter_set
@@ -245,9 +243,9 @@ class Bench:
         idle = self.session.idle_reading(meters.primary())
         result = energy.measure(run, meters, idle, items_per_call=items, configured_min_s=self.settings.energy_min_s,
                                 min_calls=self.settings.energy_min_calls)  # fmt: skip
-        details = {k: v for k, v in dc.asdict(result).items() if k not in ("readings", "idle")}
-        details["readings"] = {name: dc.asdict(r) for name, r in result.readings.items()}
-        details["idle"] = dc.asdict(result.idle) if result.idle else None
+        details = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("readings", "idle")}
+        details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
+        details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
         details["gated"] = result.method != "estimated"
         method = (f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
                   f"{result.window_s:.2f} s window over {result.calls} calls of {items} {unit}s; "
