@@ -68,14 +68,12 @@ def summarize(readings: dict[str, Reading], primary: str, idle: Reading, calls: 
     intensity = carbon_intensity(readings)
     per_item = main.energy_j / items if main.energy_j is not None else None
     co2_g = per_item / 3.6e6 * intensity * 1000 if per_item is not None and intensity is not None else None
-    reason = main.reason
+    # a Reading with a reason already has energy_j None, so every derived figure is None with it
     return EnergyResult(
         primary=primary, method=main.method, calls=calls, items=items, window_s=main.duration_s,
-        min_window_s=window, energy_j=main.energy_j if reason is None else None,
-        per_item_j=per_item if reason is None else None, dynamic_per_item_j=dynamic if reason is None else None,
-        avg_power_w=main.avg_power_w if reason is None else None, idle_power_w=idle_power,
-        co2_per_item_g=co2_g if reason is None else None, carbon_intensity_kg_per_kwh=intensity, reason=reason,
-        readings=readings, idle=idle,
+        min_window_s=window, energy_j=main.energy_j, per_item_j=per_item, dynamic_per_item_j=dynamic,
+        avg_power_w=main.avg_power_w, idle_power_w=idle_power, co2_per_item_g=co2_g,
+        carbon_intensity_kg_per_kwh=intensity, reason=main.reason, readings=readings, idle=idle,
     )  # fmt: skip
 
 

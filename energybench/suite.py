@@ -187,8 +187,8 @@ class Bench:
         batch_size = self.settings.batch_size
         try:
             warm = self.session.fresh(self.case.model, self.case.precision)
-            workloads.forward_call(warm.model, self.input_batch(batch_size, warm), self.device)()
             batch = self.input_batch(batch_size, warm)
+            workloads.forward_call(warm.model, batch, self.device)()
             del warm
             baseline = workloads.memory_baseline(self.device)
             fresh = self.session.fresh(self.case.model, self.case.precision)
