@@ -1,10 +1,19 @@
-"""The ``energybench`` command: list runs and the model registry (compare and report come later)."""
+"""The ``energybench`` command: saved runs, comparisons, baselines, history and the model registry.
+
+Every bad input ends with one line on stderr (what was wrong, what is accepted, what to do) and
+exit status 2; nothing in the history is touched. ``compare --fail-on`` exits with
+``REGRESSION_EXIT_STATUS`` (6) when a gated metric regressed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
+
+BAD_INPUT = 2
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -16,38 +25,132 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from energybench.records import SchemaError
-    from energybench.store import list_runs, load_run
+    from energybench.store import list_baselines, load_runs, runs_dir
 
-    runs = list_runs(args.reports_dir)
+    runs, skipped = load_runs(args.reports_dir)
+    for line in skipped:
+        print(line, file=sys.stderr)
     if not runs:
-        print(f"no runs under {Path(args.reports_dir) / 'runs'}")
-        return 0
-    for path in runs:
-        try:
-            run = load_run(path)
-        except SchemaError as error:
-            print(f"{path.name}  skipped: {error}", file=sys.stderr)
-            continue
+        print(f"no runs under {runs_dir(args.reports_dir)}")
+    for run in runs:
         models = ",".join(sorted(run.models)) or "-"
+        commit, machine = (run.commit.get("id") or "-")[:10], run.machine.get("fingerprint", "-")
         print(f"{run.run_id}  {run.started_at}  {len(run.records):4d} records  models {models}  "
-              f"commit {(run.commit.get('id') or '-')[:10]}")  # fmt: skip
+              f"commit {commit}  machine {machine}")  # fmt: skip
+    for path in list_baselines(args.reports_dir):
+        print(f"baseline {path.stem}  {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from energybench.compare import REGRESSION_EXIT_STATUS, compare_runs, parse_fail_on, render
+    from energybench.store import load_run, resolve_ref
+
+    limits = parse_fail_on(args.fail_on)
+    run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
+    run_b = load_run(resolve_ref(args.run_b, args.reports_dir))
+    comparison = compare_runs(run_a, run_b, limits)
+    print(render(comparison, args.format))
+    return REGRESSION_EXIT_STATUS if comparison.regressions else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from energybench.history import metric_history, render_history
+    from energybench.store import load_runs, runs_dir
+
+    runs, skipped = load_runs(args.reports_dir)
+    for line in skipped:
+        print(line, file=sys.stderr)
+    points = metric_history(runs, args.metric, args.model, args.precision)
+    if not points:
+        scope = "/".join(x for x in (args.model, args.precision) if x) or "any model"
+        raise LookupError(f"empty history: no saved run under {runs_dir(args.reports_dir)} measured "
+                          f"{args.metric} for {scope}; run the suite (and check --reports-dir)")  # fmt: skip
+    if args.format == "json":
+        print(json.dumps([asdict(p) for p in points], indent=1))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(asdict(points[0])))
+        writer.writeheader()
+        writer.writerows(asdict(p) for p in points)
+    else:
+        print(render_history(points))
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from energybench.store import delete_baseline, list_baselines, resolve_ref, save_baseline
+
+    if args.action == "list":
+        for path in list_baselines(args.reports_dir):
+            print(f"{path.stem}  {path}")
+        return 0
+    if not args.name:
+        raise ValueError(f"baseline {args.action}: give a name, e.g. energybench baseline {args.action} main")
+    if args.action == "delete":
+        print(f"deleted baseline {args.name} ({delete_baseline(args.reports_dir, args.name)})")
+        return 0
+    target = save_baseline(resolve_ref(args.run, args.reports_dir), args.reports_dir, args.name)
+    print(f"baseline {args.name} <- {args.run} ({target})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from energybench.store import import_runs
+
+    imported, notes = import_runs(args.sources, args.reports_dir)
+    for line in notes:
+        print(line, file=sys.stderr)
+    for path in imported:
+        print(f"imported {path}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="energybench", description="energybench: runs, models and reports")
+    from energybench.compare import FORMATS, directed_metrics
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
+                        help="the history: where pytest saved runs [reports]")  # fmt: skip
+    parser = argparse.ArgumentParser(prog="energybench", description="energybench: runs, models and comparisons")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="the model registry").set_defaults(func=cmd_models)
-    runs = sub.add_parser("list", help="saved runs, oldest first")
-    runs.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help="[reports]")
-    runs.set_defaults(func=cmd_list)
+    sub.add_parser("list", parents=[common], help="saved runs, oldest first, and baselines").set_defaults(
+        func=cmd_list
+    )
+    compare = sub.add_parser("compare", parents=[common], help="deltas and verdicts between two runs (A = baseline)")
+    compare.add_argument("run_a", help="run folder, run id, 'latest' or baseline name")
+    compare.add_argument("run_b", help="run folder, run id, 'latest' or baseline name")
+    compare.add_argument("--format", choices=FORMATS, default="table")
+    compare.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,accuracy:-0.5pp (exit 6 on regression)")
+    compare.set_defaults(func=cmd_compare)
+    history = sub.add_parser("history", parents=[common], help="one metric over the saved runs")
+    history.add_argument("--metric", required=True, choices=directed_metrics())
+    history.add_argument("--model")
+    history.add_argument("--precision")
+    history.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    history.set_defaults(func=cmd_history)
+    baseline = sub.add_parser("baseline", parents=[common], help="named baselines: save (promote), list, delete")
+    baseline.add_argument("action", choices=("save", "list", "delete"))
+    baseline.add_argument("name", nargs="?")
+    baseline.add_argument("--run", default="latest", help="the run to promote with 'save' [latest]")
+    baseline.set_defaults(func=cmd_baseline)
+    merge = sub.add_parser("import", parents=[common], help="merge runs from other histories (e.g. CI artifacts)")
+    merge.add_argument("sources", nargs="+", type=Path, help="run folders or reports folders")
+    merge.set_defaults(func=cmd_import)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from energybench.records import SchemaError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, LookupError, SchemaError, OSError) as error:
+        print(f"energybench {args.command}: error: {error}", file=sys.stderr)
+        return BAD_INPUT
 
 
 if __name__ == "__main__":

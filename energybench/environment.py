@@ -40,6 +40,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "gpu": None,
         "gpu_driver": None,
         "cuda": torch.version.cuda,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         index = torch.device(device).index or 0

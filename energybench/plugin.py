@@ -5,6 +5,7 @@ Nothing heavy is imported at module level, so ``pytest --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from energybench.settings import METRICS, SettingsError
 
 SESSION_KEY = pytest.StashKey["Any"]()
+GPUS_KEY = pytest.StashKey[list]()
 OPTIONS = (
     # (name, metavar, help) -- every option has an ini twin "energybench_<name>"
     ("model", "NAMES", "models, comma-separated or 'all': distilbert, gpt2, bert-base [distilbert]"),
@@ -50,6 +52,13 @@ OPTIONS = (
     ("country", "ISO3", "country for CodeCarbon's carbon intensity, e.g. FRA [USA]"),
     ("region", "NAME", "region within the country for CodeCarbon (e.g. a US state)"),
     ("energy-budget", "SPEC", "max energy per item vs fp32 as a ratio, e.g. int8=0.8 (never gated on estimates)"),
+    ("compare", "RUN", "compare this session with a saved run: run id, run folder, 'latest' or a baseline name"),
+    (
+        "fail-on",
+        "SPEC",
+        "regression limits for --compare, e.g. latency:+10%%,energy:+10%%,accuracy:-0.5pp,perplexity:+2%%",
+    ),
+    ("save-baseline", "NAME", "also save this session's run as the named baseline (replacing it), e.g. main"),
 )
 
 
@@ -81,9 +90,56 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = parse(raw_options(config), config.rootpath)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
+    try:
+        configure_scaleout(config, settings)
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
     from energybench.session import BenchSession
 
     config.stash[SESSION_KEY] = BenchSession(settings, config.rootpath, progress=progress_printer(config))
+
+
+def xdist_worker_count(config: pytest.Config) -> int:
+    if hasattr(config, "workerinput"):
+        return int(config.workerinput.get("workercount", 1))
+    if config.getoption("dist", "no") == "no":
+        return 0
+    return int(config.getoption("numprocesses", 0) or 0)
+
+
+def configure_scaleout(config: pytest.Config, settings: Any) -> None:
+    """pytest-xdist: check the worker count on the controller, pin each worker to its own GPU."""
+    count = xdist_worker_count(config)
+    if count == 0:
+        return
+    from energybench import scaleout
+
+    if hasattr(config, "workerinput"):
+        gpus = config.workerinput.get("energybench_gpus", [])
+        if scaleout.pin_worker(config.workerinput["workerid"], count, gpus) is not None:
+            # pytest-benchmark turns itself off under xdist because workers share the CPU; a worker
+            # pinned to its own GPU shares nothing, so its timings stay on (and in its own files).
+            config._benchmarksession.disabled = False
+        return
+    gpus = scaleout.visible_gpus(os.environ, scaleout.count_gpus_without_cuda_init)
+    if settings.device != "cpu" and gpus:
+        scaleout.gpu_for_worker("gw0", count, gpus)
+    scaleout.check_cpu_energy(count, settings.metrics, gpus, settings.device)
+    config.stash[GPUS_KEY] = gpus
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: hand every worker the node's GPU list (the controller never touches CUDA)."""
+    node.workerinput["energybench_gpus"] = node.config.stash.get(GPUS_KEY, [])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect a finished worker's records into the one run this session saves."""
+    output = getattr(node, "workeroutput", {}).get("energybench")
+    if output:
+        bench_session(node.config).merge_worker(output)
 
 
 def progress_printer(config: pytest.Config) -> Any:
@@ -216,8 +272,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if bench is None:
         return
     bench.close()
-    if not hasattr(session.config, "workerinput"):
-        bench.save()
+    config = session.config
+    if hasattr(config, "workerinput"):
+        config.workeroutput["energybench"] = bench.worker_output(config.workerinput["workerid"])
+        return
+    bench.finish()
+    if bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
+        from energybench.compare import REGRESSION_EXIT_STATUS
+
+        session.exitstatus = REGRESSION_EXIT_STATUS
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -231,3 +294,24 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(line)
     if bench.saved_path:
         terminalreporter.write_line(f"energybench: run saved to {bench.saved_path}")
+    if bench.baseline_path:
+        name = bench.settings.save_baseline
+        terminalreporter.write_line(f"energybench: baseline {name} saved to {bench.baseline_path}")
+    if bench.comparison is not None:
+        write_comparison(terminalreporter, bench.comparison, bench.settings.compare)
+
+
+def write_comparison(terminalreporter: Any, comparison: Any, reference: str) -> None:
+    from energybench.compare import REGRESSION_EXIT_STATUS, render
+
+    terminalreporter.section(f"energybench comparison with {reference}")
+    for line in render(comparison, "table").splitlines():
+        terminalreporter.write_line(line)
+    for row in comparison.regressions:
+        terminalreporter.write_line(
+            f"ENERGYBENCH REGRESSION: {row.model} {row.precision} {row.metric} {row.change_pct:+.2f} % "
+            f"breaks {row.limit} ({row.basis})", red=True, bold=True,
+        )  # fmt: skip
+    if comparison.regressions:
+        terminalreporter.write_line(f"energybench: {len(comparison.regressions)} regression(s); "
+                                    f"exit status {REGRESSION_EXIT_STATUS} if no test failed")  # fmt: skip

@@ -64,6 +64,9 @@ class BenchSession:
         self._quality: dict[tuple[str, str, str], Any] = {}
         self.meter_set: Any = None  # energybench.meters.selection.MeterSet, opened when energy is measured
         self._idle: dict[str, Any] = {}
+        self.comparison: Any = None  # energybench.compare.Comparison, when --compare was given
+        self.baseline_path: Path | None = None
+        self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
 
     # -- start-up -------------------------------------------------------------------------
     def activate(self, with_energy: bool = False) -> None:
@@ -175,17 +178,27 @@ class BenchSession:
     def build_run(self, run_id: str) -> Run:
         from energybench.environment import commit_info, machine_info
 
+        models = {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()}
+        machine, meters = machine_info(str(self.device or "cpu")), self.meters_summary()
+        if self.workers:  # measured by xdist workers: their machine view (GPU, pinning) is the one that counts
+            first = self.workers[min(self.workers)]
+            machine, meters = dict(first["machine"]), first["meters"]
+            machine["workers"] = {w: {"device": o["machine"].get("device"),
+                                      "cuda_visible_devices": o["machine"].get("cuda_visible_devices")}
+                                  for w, o in sorted(self.workers.items())}  # fmt: skip
+            for output in self.workers.values():
+                models.update(output["models"])
         return Run(
             run_id=run_id,
             started_at=self.started_at,
             finished_at=utc_now(),
             energybench_version=__version__,
-            machine=machine_info(str(self.device or "cpu")),
+            machine=machine,
             commit=commit_info(self.rootdir),
             options=self.settings.to_dict(),
-            models={name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()},
+            models=models,
             records=list(self.records),
-            meters=self.meters_summary(),
+            meters=meters,
         )
 
     def meters_summary(self) -> dict[str, Any]:
@@ -197,14 +210,46 @@ class BenchSession:
         loaded = self._loaded.get(name)
         return {"load_details": loaded.details} if loaded else {}
 
-    def save(self) -> Path | None:
-        from energybench.store import new_run_id, save_run
+    def finish(self) -> None:
+        """At the end of the session: save the run, promote it to a baseline, compare it (the gate)."""
+        from energybench.store import new_run_id, save_baseline, save_run
 
-        if not self.records or not self.settings.save:
-            return None
-        self.saved_path = save_run(self.build_run(new_run_id()), self.settings.reports_dir)
-        return self.saved_path
+        if not self.records:
+            return
+        run = self.build_run(new_run_id())
+        if self.settings.save:
+            self.saved_path = save_run(run, self.settings.reports_dir)
+            if self.settings.save_baseline:
+                self.baseline_path = save_baseline(self.saved_path, self.settings.reports_dir,
+                                                   self.settings.save_baseline)  # fmt: skip
+        if self.settings.compare_path:
+            self.comparison = self.compare_with(run)
 
+    def compare_with(self, run: Run) -> Any:
+        from energybench.compare import compare_runs, parse_fail_on, render
+        from energybench.store import load_run, write_file
+
+        comparison = compare_runs(load_run(self.settings.compare_path), run, parse_fail_on(self.settings.fail_on))
+        if self.saved_path:
+            write_file(self.saved_path / "comparison.md", render(comparison, "markdown") + "\n")
+            write_file(self.saved_path / "comparison.json", render(comparison, "json") + "\n")
+        return comparison
+
+    # -- pytest-xdist: workers measure, the controller saves one run --------------------------
+    def worker_output(self, worker_id: str) -> dict[str, Any]:
+        from energybench.environment import machine_info
+
+        return {
+            "worker": worker_id,
+            "records": [r.to_dict() for r in self.records],
+            "models": {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()},
+            "machine": machine_info(str(self.device or "cpu")),
+            "meters": self.meters_summary(),
+        }
+
+    def merge_worker(self, output: dict[str, Any]) -> None:
+        self.records.extend(Record.from_dict(r) for r in output["records"])
+        self.workers[output["worker"]] = output
 
 def checkpoint_task(path: Path | None) -> str | None:
     """Best-effort task of a checkpoint folder at collection time; activate() reports any problem."""

@@ -56,6 +56,10 @@ class Settings:
     country: str = "USA"
     region: str | None = None
     energy_budget_ratio: dict[str, float] = field(default_factory=dict)
+    compare: str | None = None  # the reference as given: run id, path, latest or baseline name
+    compare_path: Path | None = None  # what it resolved to when the session started
+    fail_on: str | None = None
+    save_baseline: str | None = None
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {"accuracy": self.accuracy_budget_pp, "perplexity": self.perplexity_budget_pct,
@@ -66,6 +70,7 @@ class Settings:
         out = dict(self.__dict__)
         out["model_path"] = str(self.model_path) if self.model_path else None
         out["reports_dir"] = str(self.reports_dir)
+        out["compare_path"] = str(self.compare_path) if self.compare_path else None
         return out
 
 
@@ -175,6 +180,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         raise SettingsError("--model-source path needs --model-path DIR (a save_pretrained folder)")
     task = choice_list("--task", raw["task"], TASKS)[0] if raw.get("task") else None
     reports = Path(raw.get("reports_dir") or "reports")
+    reports = reports if reports.is_absolute() else Path(rootdir) / reports
     return Settings(
         models=models,
         precisions=choice_list("--precision", raw.get("precision") or "all", PRECISIONS, all_means=PRECISIONS),
@@ -190,7 +196,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         warmup_rounds=positive_int("--warmup-rounds", raw.get("warmup_rounds") or 3),
         ppl_context=positive_int("--ppl-context", raw.get("ppl_context"), allow_none=True),
         ppl_stride=positive_int("--ppl-stride", raw.get("ppl_stride"), allow_none=True),
-        reports_dir=reports if reports.is_absolute() else Path(rootdir) / reports,
+        reports_dir=reports,
         save=not raw.get("no_save"),
         accuracy_budget_pp=budget_table(
             "--accuracy-budget", raw.get("accuracy_budget"),
@@ -212,4 +218,26 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
             "--energy-budget", raw.get("energy_budget"),
             budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
         ),
+        **gate_settings(raw, reports),
     )  # fmt: skip
+
+
+def gate_settings(raw: dict[str, Any], reports: Path) -> dict[str, Any]:
+    """--compare / --fail-on / --save-baseline, checked before anything runs (the reference is
+    resolved now, so ``latest`` means the newest run before this session)."""
+    from energybench.compare import CompareError, parse_fail_on
+    from energybench.store import RunNotFound, check_baseline_name, resolve_ref
+
+    ref, fail_on, baseline = raw.get("compare"), raw.get("fail_on"), raw.get("save_baseline")
+    try:
+        parse_fail_on(fail_on)
+        if baseline:
+            check_baseline_name(baseline)
+        path = resolve_ref(ref, reports) if ref else None
+    except (CompareError, RunNotFound) as error:
+        raise SettingsError(str(error)) from None
+    except ValueError as error:
+        raise SettingsError(f"--save-baseline: {error}") from None
+    if fail_on and not ref:
+        raise SettingsError("--fail-on needs --compare <run id | latest | baseline name> to compare against")
+    return {"compare": ref, "compare_path": path, "fail_on": fail_on, "save_baseline": baseline}
