@@ -3,6 +3,8 @@ built offline from the shipped SST-2 text (no hub)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +51,24 @@ def tiny_distilbert(word_tokenizer):
         num_labels=2, pad_token_id=word_tokenizer.pad_token_id,
     )  # fmt: skip
     return DistilBertForSequenceClassification(config).eval()
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def embedded_cache(tmp_path_factory):
+    """One embedded-model cache for the whole test session: the first run builds, later runs load."""
+    return tmp_path_factory.mktemp("energybench-cache")
+
+
+@pytest.fixture
+def suite(pytester, embedded_cache, monkeypatch):
+    monkeypatch.setenv("ENERGYBENCH_CACHE", str(embedded_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makeini("[pytest]\n")  # the rootdir (and so reports/) is the project folder, as in a real checkout
+    target = pytester.path / "benchmarks"
+    target.mkdir()
+    for file in BENCHMARKS.glob("*.py"):
+        (target / file.name).write_text(file.read_text())
+    return pytester

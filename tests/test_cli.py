@@ -1,3 +1,5 @@
+import pytest
+
 from energybench import cli, store
 from tests.test_records_store import make_run
 
@@ -22,3 +24,78 @@ def test_models_lists_the_registry(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "distilbert-base-uncased-finetuned-sst-2-english" in out and "causal-lm" in out
+
+
+def history_with_two_runs(tmp_path):
+    from energybench.records import Record, TimingStats
+
+    def latency(run_id, scale):
+        timing = TimingStats.from_rounds([scale * x for x in (0.010, 0.0102, 0.0099, 0.0101, 0.0100, 0.0103)])
+        record = Record("distilbert", "int8", "latency", timing.median_s, "s", method="m", timing=timing,
+                        shape={"batch_size": 1, "seq_len": 128}, source={"kind": "embedded"})  # fmt: skip
+        return make_run(run_id, [record])
+
+    a = store.save_run(latency("20261124T000000Z-aaaaaa", 1.0), tmp_path)
+    b = store.save_run(latency("20261124T000100Z-bbbbbb", 1.5), tmp_path)
+    return a, b
+
+
+def snapshot(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_compare_prints_verdicts_and_exits_6_on_a_regression(tmp_path, capsys):
+    a, b = history_with_two_runs(tmp_path)
+    code = cli.main(["compare", a.name, "latest", "--reports-dir", str(tmp_path), "--fail-on", "latency:+10%"])
+    out = capsys.readouterr().out
+    assert code == 6 and "WORSE -> FAIL latency:+10%" in out and "+50.00 % worse" in out
+    assert cli.main(["compare", a.name, b.name, "--reports-dir", str(tmp_path), "--format", "markdown"]) == 0
+    assert "| distilbert | int8 | latency |" in capsys.readouterr().out
+
+
+def test_baselines_save_list_delete(tmp_path, capsys):
+    a, _ = history_with_two_runs(tmp_path)
+    assert cli.main(["baseline", "save", "main", "--run", a.name, "--reports-dir", str(tmp_path)]) == 0
+    assert cli.main(["baseline", "list", "--reports-dir", str(tmp_path)]) == 0
+    assert "main" in capsys.readouterr().out
+    assert cli.main(["compare", "main", "latest", "--reports-dir", str(tmp_path)]) == 0
+    assert cli.main(["baseline", "delete", "main", "--reports-dir", str(tmp_path)]) == 0
+    assert store.list_baselines(tmp_path) == []
+
+
+def test_history_of_a_metric_as_table_and_json(tmp_path, capsys):
+    import json
+
+    history_with_two_runs(tmp_path)
+    args = ["history", "--metric", "latency", "--model", "distilbert", "--precision", "int8", "--reports-dir"]
+    assert cli.main([*args, str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "20261124T000000Z-aaaaaa" in out and "20261124T000100Z-bbbbbb" in out and "0.01005 s" in out
+    assert cli.main([*args, str(tmp_path), "--format", "json"]) == 0
+    points = json.loads(capsys.readouterr().out)
+    assert [p["value"] for p in points] == pytest.approx([0.01005, 0.015075])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "nosuch", "latest"], "nosuch: no run folder, run id, baseline or 'latest'"),
+        (["compare", "latest", "latest", "--fail-on", "latency:+10"], "not metric:<sign><number><unit>"),
+        (["baseline", "save", "a/b"], "no path separators"),
+        (["baseline", "delete", "nosuch"], "baseline 'nosuch' does not exist"),
+        (["history", "--metric", "energy"], "empty history: no saved run"),
+        (["import", "/nonexistent/reports"], "neither a run folder"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_2_and_the_history_is_untouched(tmp_path, capsys, argv, message):
+    history_with_two_runs(tmp_path)
+    before = snapshot(tmp_path)
+    assert cli.main([*argv, "--reports-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert snapshot(tmp_path) == before
+
+
+def test_history_of_an_empty_reports_dir_says_so(tmp_path, capsys):
+    assert cli.main(["history", "--metric", "latency", "--reports-dir", str(tmp_path)]) == 2
+    assert "empty history" in capsys.readouterr().err

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 FAST = ["--rounds", "5", "--warmup-rounds", "1", "--seq-len", "32", "--batch-size", "16", "-p", "no:cacheprovider"]
-
-
-@pytest.fixture(scope="session")
-def embedded_cache(tmp_path_factory):
-    """One embedded-model cache for the whole test session: the first run builds, later runs load."""
-    return tmp_path_factory.mktemp("energybench-cache")
-
-
-@pytest.fixture
-def suite(pytester, embedded_cache, monkeypatch):
-    monkeypatch.setenv("ENERGYBENCH_CACHE", str(embedded_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pytester.makeini("[pytest]\n")  # the rootdir (and so reports/) is the project folder, as in a real checkout
-    target = pytester.path / "benchmarks"
-    target.mkdir()
-    for file in BENCHMARKS.glob("*.py"):
-        (target / file.name).write_text(file.read_text())
-    return pytester
 
 
 def saved_runs(pytester) -> list[dict]:

@@ -103,3 +103,108 @@ def test_corrupt_and_foreign_files_are_named(tmp_path):
         store.load_run(bad)
     with pytest.raises(SchemaError, match="not a run"):
         store.load_run(tmp_path / "nowhere")
+
+
+SLOW_SAVER = """
+import sys, time
+from pathlib import Path
+from energybench import store
+from tests.test_records_store import make_run
+
+real = store.write_file
+def slow(path, text):
+    real(path, text[: len(text) // 2])  # half a file on disk...
+    print("writing", flush=True)
+    time.sleep(60)  # ...and killed here
+store.write_file = slow
+store.save_run(make_run("20261124T000001Z-killed"), Path(sys.argv[1]))
+"""
+
+
+def test_kill_9_during_a_save_leaves_the_history_readable(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    store.save_run(make_run(), tmp_path)
+    saver = subprocess.Popen([sys.executable, "-c", SLOW_SAVER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    with saver.stdout:
+        assert saver.stdout.readline().strip() == "writing"
+        saver.send_signal(signal.SIGKILL)
+        saver.wait(timeout=30)
+    runs, skipped = store.load_runs(tmp_path)
+    assert [r.run_id for r in runs] == [make_run().run_id] and skipped == []
+    assert any(p.name.startswith(".tmp-") for p in (tmp_path / "runs").iterdir())  # the half-save, hidden
+
+
+def save_one(args):
+    root, index = args
+    return str(store.save_run(make_run(store.new_run_id()), root))
+
+
+def test_eight_concurrent_writers_give_eight_valid_distinct_runs(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(8) as pool:
+        paths = list(pool.map(save_one, [(tmp_path, i) for i in range(8)]))
+    runs, skipped = store.load_runs(tmp_path)
+    assert len(set(paths)) == 8 and len(runs) == 8 and skipped == []
+    assert len({r.run_id for r in runs}) == 8
+
+
+def test_a_truncated_run_is_skipped_by_name_and_the_rest_still_read(tmp_path):
+    good = store.save_run(make_run(), tmp_path)
+    bad = store.save_run(make_run("20261124T000002Z-trunc0"), tmp_path)
+    text = (bad / store.RUN_FILE).read_text()
+    (bad / store.RUN_FILE).write_text(text[: len(text) // 3])
+    runs, skipped = store.load_runs(tmp_path)
+    assert [r.run_id for r in runs] == [good.name]
+    assert len(skipped) == 1 and "20261124T000002Z-trunc0" in skipped[0] and "corrupt run file" in skipped[0]
+
+
+def test_stale_staging_folders_are_cleaned_on_the_next_save(tmp_path):
+    stale = tmp_path / "runs" / ".tmp-old-run"
+    stale.mkdir(parents=True)
+    os.utime(stale, (0, 0))
+    fresh = tmp_path / "runs" / ".tmp-in-progress"
+    fresh.mkdir()
+    store.save_run(make_run(), tmp_path)
+    assert not stale.exists() and fresh.exists()
+
+
+def test_references_resolve_to_runs_and_baselines(tmp_path):
+    first = store.save_run(make_run("20261124T000000Z-aaaaaa"), tmp_path)
+    second = store.save_run(make_run("20261124T000005Z-bbbbbb"), tmp_path)
+    assert store.resolve_ref("latest", tmp_path) == second
+    assert store.resolve_ref(first.name, tmp_path) == first
+    baseline = store.save_baseline(first, tmp_path, "main")
+    assert store.resolve_ref("main", tmp_path) == baseline
+    assert store.load_run(baseline).run_id == first.name
+    store.save_baseline(second, tmp_path, "main")  # promote: replaced atomically
+    assert store.load_run(store.resolve_ref("main", tmp_path)).run_id == second.name
+    assert [p.stem for p in store.list_baselines(tmp_path)] == ["main"]
+    store.delete_baseline(tmp_path, "main")
+    assert store.list_baselines(tmp_path) == []
+
+
+def test_bad_references_and_names_are_one_clear_line(tmp_path):
+    with pytest.raises(store.RunNotFound, match="latest: there are no saved runs"):
+        store.resolve_ref("latest", tmp_path)
+    with pytest.raises(store.RunNotFound, match="nope: no run folder, run id, baseline"):
+        store.resolve_ref("nope", tmp_path)
+    with pytest.raises(ValueError, match="no path separators"):
+        store.baseline_path(tmp_path, "../main")
+    with pytest.raises(store.RunNotFound, match="existing baselines: none"):
+        store.delete_baseline(tmp_path, "main")
+
+
+def test_runs_from_several_runners_merge_into_one_history(tmp_path):
+    runner_a, runner_b, history = tmp_path / "a", tmp_path / "b", tmp_path / "history"
+    store.save_run(make_run("20261124T000000Z-aaaaaa"), runner_a)
+    store.save_run(make_run("20261124T000000Z-bbbbbb"), runner_b)
+    imported, notes = store.import_runs([runner_a, runner_b / "runs" / "20261124T000000Z-bbbbbb"], history)
+    assert len(imported) == 2 and notes == []
+    again, notes = store.import_runs([runner_a], history)
+    assert again == [] and "already in" in notes[0]
+    assert len(store.load_runs(history)[0]) == 2
