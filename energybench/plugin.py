@@ -308,8 +308,9 @@ def write_comparison(terminalreporter: Any, comparison: Any, reference: str) -> 
     for line in render(comparison, "table").splitlines():
         terminalreporter.write_line(line)
     for row in comparison.regressions:
+        change = f"{row.change_pp:.2f} pp lost" if row.change_pp is not None else f"{row.change_pct:+.2f} %"
         terminalreporter.write_line(
-            f"ENERGYBENCH REGRESSION: {row.model} {row.precision} {row.metric} {row.change_pct:+.2f} % "
+            f"ENERGYBENCH REGRESSION: {row.model} {row.precision} {row.metric} {change} "
             f"breaks {row.limit} ({row.basis})", red=True, bold=True,
         )  # fmt: skip
     if comparison.regressions:

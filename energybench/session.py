@@ -237,15 +237,18 @@ class BenchSession:
 
     # -- pytest-xdist: workers measure, the controller saves one run --------------------------
     def worker_output(self, worker_id: str) -> dict[str, Any]:
+        import json
+
         from energybench.environment import machine_info
 
-        return {
+        output = {
             "worker": worker_id,
             "records": [r.to_dict() for r in self.records],
             "models": {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()},
             "machine": machine_info(str(self.device or "cpu")),
             "meters": self.meters_summary(),
         }
+        return json.loads(json.dumps(output, default=str))  # plain types only: execnet carries nothing else
 
     def merge_worker(self, output: dict[str, Any]) -> None:
         self.records.extend(Record.from_dict(r) for r in output["records"])

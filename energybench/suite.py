@@ -159,7 +159,8 @@ class Bench:
         benchmark.extra_info.update({"precision": self.case.precision, **self.shape(batch_size)})
         benchmark.pedantic(run, rounds=self.settings.rounds, warmup_rounds=self.settings.warmup_rounds, iterations=1)
         if not benchmark.stats:
-            self.skip("pytest-benchmark timing is disabled (--benchmark-disable or --benchmark-skip)")
+            self.skip("pytest-benchmark timing is disabled (--benchmark-disable, --benchmark-skip, or pytest-xdist "
+                      "on CPU, where the workers share the cores)")
         return TimingStats.from_rounds(benchmark.stats.stats.data)
 
     def record_latency(self, benchmark: Any) -> Record:
