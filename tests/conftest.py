@@ -59,7 +59,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 @pytest.fixture(scope="session")
 def embedded_cache(tmp_path_factory):
     """One embedded-model cache for the whole test session: the first run builds, later runs load."""
-    return tmp_path_factory.mktemp("energybench-cache")
+    import os
+
+    shared = os.environ.get("ENERGYBENCH_TEST_CACHE")  # reuse built models across test sessions
+    return Path(shared) if shared else tmp_path_factory.mktemp("energybench-cache")
 
 
 @pytest.fixture

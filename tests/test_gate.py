@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from energybench import scaleout
@@ -104,7 +106,8 @@ def test_pytest_benchmark_files_and_its_compare_command_keep_working(suite):
     suite.runpytest_subprocess(*args).assert_outcomes(passed=1)
     saved = sorted((suite.path / ".benchmarks").rglob("*.json"))
     assert len(saved) == 2
-    compared = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", *map(str, saved)],
-                              capture_output=True, text=True, cwd=suite.path)  # fmt: skip
+    script = Path(sys.executable).parent / "pytest-benchmark"  # the console script next to this python
+    compared = subprocess.run([str(script), "compare", *map(str, saved)], capture_output=True, text=True,
+                              cwd=suite.path)  # fmt: skip
     assert compared.returncode == 0, compared.stderr
     assert "test_latency[distilbert-fp32]" in compared.stdout
