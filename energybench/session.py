@@ -64,6 +64,8 @@ class BenchSession:
         self._quality: dict[tuple[str, str, str], Any] = {}
         self.meter_set: Any = None  # energybench.meters.selection.MeterSet, opened when energy is measured
         self._idle: dict[str, Any] = {}
+        self.study: dict[tuple, Any] = {}  # energybench.study: layer tables, sensitivities, plans
+        self.builders: dict[str, Callable[[str], Prepared]] = {}  # precisions built by a study ("mixed")
 
     # -- start-up -------------------------------------------------------------------------
     def activate(self, with_energy: bool = False) -> None:
@@ -143,6 +145,8 @@ class BenchSession:
         """A new converted copy (the fp32 original stays untouched). Raises PrecisionUnsupported."""
         from energybench.precision import convert
 
+        if precision in self.builders:
+            return self.builders[precision](model)
         loaded = self.loaded(model)
         converted = convert(copy.deepcopy(loaded.model), precision, self.device)
         return Prepared(loaded, converted.model, precision, converted.implementation, converted.details, self.device)
