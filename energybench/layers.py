@@ -155,7 +155,8 @@ class Profile:
     timer: str
     unit_s: dict[str, float]
     calls: dict[str, int]
-    end_to_end_s: list[float]
+    end_to_end_s: list[float]  # the hooked passes
+    without_hooks_s: list[float]  # the interleaved passes without hooks
 
 
 @contextmanager
@@ -194,35 +195,31 @@ def hooked(model_units: list[Unit], device: torch.device) -> Iterator[Callable[[
 
 def profile(model: nn.Module, run: Callable[[], None], device: torch.device, passes: int,
             model_units: list[Unit] | None = None) -> Profile:  # fmt: skip
-    """Run ``run`` (which synchronizes itself) ``passes`` times with hooks on every unit."""
-    from energybench.workloads import synchronize
-
+    """Run ``run`` (which synchronizes itself) ``passes`` times with hooks on every unit, each hooked pass
+    next to one without hooks, so the overhead compares passes under the same (noisy) machine load."""
     model_units = model_units if model_units is not None else units(model)
     unit_s = {u.name: 0.0 for u in model_units}
     calls = {u.name: 0 for u in model_units}
-    end_to_end: list[float] = []
-    with hooked(model_units, device) as collect:
-        run()  # warm-up with hooks in place
-        collect()
-        for _ in range(passes):
-            synchronize(device)
-            start = time.perf_counter()
-            run()
-            end_to_end.append(time.perf_counter() - start)
+    hooked_s: list[float] = []
+    plain_s: list[float] = []
+    run()  # warm-up
+    for _ in range(passes):
+        plain_s.append(timed(run, device))
+        with hooked(model_units, device) as collect:
+            hooked_s.append(timed(run, device))
             for name, seconds in collect().items():
                 unit_s[name] += seconds
                 calls[name] += 1
-    return Profile(Timer(device).name, unit_s, calls, end_to_end)
+    return Profile(Timer(device).name, unit_s, calls, hooked_s, plain_s)
 
 
-def time_passes(run: Callable[[], None], passes: int) -> list[float]:
+def timed(run: Callable[[], None], device: torch.device) -> float:
+    from energybench.workloads import synchronize
+
+    synchronize(device)
+    start = time.perf_counter()
     run()
-    out = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        run()
-        out.append(time.perf_counter() - start)
-    return out
+    return time.perf_counter() - start
 
 
 def flops_per_unit(model: nn.Module, run: Callable[[], None], model_units: list[Unit]) -> tuple[dict[str, int], int]:
@@ -271,7 +268,7 @@ def table(prof: Profile, model_units: list[Unit], flops: dict[str, int], total_f
     return {"per_type": per_type, "per_layer": per_layer, "sum_check": sum_check, "timer": prof.timer}
 
 
-def hook_overhead(with_hooks_s: list[float], without_hooks_s: list[float], batch_size: int) -> dict[str, Any]:
-    with_s, without_s = median(with_hooks_s), median(without_hooks_s)
+def hook_overhead(prof: Profile, batch_size: int) -> dict[str, Any]:
+    with_s, without_s = median(prof.end_to_end_s), median(prof.without_hooks_s)
     return {"with_hooks_s": with_s, "without_hooks_s": without_s,
             "overhead_pct": (with_s / without_s - 1.0) * 100.0, "batch_size": batch_size}  # fmt: skip

@@ -43,7 +43,7 @@ def compute_layer_table(bench: Any, precision: str, with_energy: bool) -> dict[s
     model_units = layers.units(prepared.model)
     passes = bench.settings.rounds
     prof = layers.profile(prepared.model, run, bench.device, passes, model_units)
-    overhead = layers.hook_overhead(prof.end_to_end_s, layers.time_passes(run, passes), batch_size)
+    overhead = layers.hook_overhead(prof, batch_size)
     flops, total_flops = layers.flops_per_unit(prepared.model, run, model_units)
     meter = window_energy(bench, run, items) if with_energy else {"reason": "not metered (plan uses time only)"}
     out = layers.table(prof, model_units, flops, total_flops, items, meter.get("energy_j_per_sample"))
