@@ -184,8 +184,10 @@ def sensitivity(model: nn.Module, unit: Unit, evalset: EvalSet, reference: Outpu
             out[precision] = None
             continue
         variant = with_unit_at(model, unit.name, precision)
-        out[precision] = (None if variant is None else
-                          quality_delta(evalset.task, ref_quality, outputs(variant, evalset, device).quality(evalset)[0]))
+        if variant is None:
+            out[precision] = None
+            continue
+        out[precision] = quality_delta(evalset.task, ref_quality, outputs(variant, evalset, device).quality(evalset)[0])
     return out
 
 

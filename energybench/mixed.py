@@ -42,7 +42,7 @@ def plan(candidates: list[dict[str, Any]], budget: float, task: str, total_energ
     return {"budget": budget, "quantize": chosen, "precision_of_quantized": PLAN_PRECISION,
             "predicted_quality_delta": delta, "predicted_loss": spent,
             "predicted_energy_saving_pct": saving_pct,
-            "method": "greedy by predicted energy saving per point of int8 sensitivity; losses assumed additive"}  # fmt: skip
+            "method": "greedy by predicted energy saving per point of int8 loss; losses assumed additive"}  # fmt: skip
 
 
 def build(model: nn.Module, quantize: list[str]) -> tuple[nn.Module, dict[str, Any]]:

@@ -314,7 +314,8 @@ class Bench:
             return {}
         plan = self.prepared.details["plan"]
         sign = -1.0 if self.case.metric == "accuracy" else 1.0  # budget.loss is a loss; deltas keep their sign
-        return {"predicted_quality_delta": plan["predicted_quality_delta"], "measured_quality_delta": sign * budget.loss}
+        return {"predicted_quality_delta": plan["predicted_quality_delta"],
+                "measured_quality_delta": sign * budget.loss}
 
     def record_layer_energy(self) -> Record:
         """Per layer type and per unit: time, share, FLOPs and apportioned energy, with the checks."""

@@ -195,3 +195,34 @@ def test_a_meter_asked_for_by_name_that_cannot_run_is_a_usage_error(suite):
 def test_help_lists_every_option_with_its_default(pytester):
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["energybench:*", "*--model=NAMES*", "*[distilbert]*", "*--no-save*"])
+
+
+def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
+    result = suite.runpytest_subprocess(
+        "benchmarks", "--model", "distilbert", "--precision", "fp32,mixed", "--meters", "none",
+        "--metric", "accuracy,layer-energy,impact,size", "--impact-samples", "48", "--max-samples", "120", *FAST,
+    )  # fmt: skip
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([
+        "distilbert  fp32       impact  * rho  *embedded*",
+        "distilbert  mixed      accuracy  * %  *embedded*loss * pp (budget 1.00)*",
+    ])  # fmt: skip
+    [run] = saved_runs(suite)
+    records = {(r["precision"], r["metric"]): r for r in run["records"]}
+    energy = records["fp32", "layer-energy"]
+    assert energy["value"] is None and "--meters none" in energy["reason"]
+    assert energy["method"].startswith("apportioned")
+    assert energy["details"]["per_layer"] and all(r["time_s_per_sample"] > 0 for r in energy["details"]["per_layer"])
+    assert set(energy["details"]["sum_check"]) == {"layers_s", "end_to_end_s", "ratio", "within_10pct"}
+    impact = records["fp32", "impact"]["details"]
+    assert impact["samples"] == 48 and impact["correlation"]["per_layer"]["x"] == "share"
+    plan = impact["plan"]
+    mixed_quality = records["mixed", "accuracy"]
+    assert mixed_quality["details"]["plan"] == plan
+    assert mixed_quality["details"]["predicted_quality_delta"] == plan["predicted_quality_delta"]
+    assert "measured_quality_delta" in mixed_quality["details"]
+    assert records["mixed", "size"]["details"]["quantized_linear_modules"] == len(
+        [n for n in plan["quantize"] if "ffn" in n]) * 2 + len([n for n in plan["quantize"] if "attention" in n]) * 4
+    folder = next((suite.path / "reports" / "runs").iterdir())
+    assert (folder / "layers.csv").read_text().startswith("model,precision,layer,layer_type")
+    assert "per_layer" in (folder / "correlations.csv").read_text()
