@@ -152,7 +152,8 @@ def compute_plan(bench: Any) -> dict[str, Any]:
     task = "causal-lm" if bench.is_causal_lm else "sequence-classification"
     metric = "perplexity" if bench.is_causal_lm else "accuracy"
     budget = bench.settings.budget_for(metric, bench.case.model, "mixed")
-    fp32 = layer_table(bench, "fp32", with_energy=False)
+    metered = bench.session.study.get(("layers", bench.case.model, "fp32", True))  # reuse a metered profile
+    fp32 = metered or layer_table(bench, "fp32", with_energy=False)
     int8 = {r["layer"]: r for r in layer_table(bench, "int8", with_energy=False)["per_layer"]}
     sens = sensitivities(bench)
     candidates = [{"layer": r["layer"], "energy_j_per_sample": r["time_s_per_sample"],
