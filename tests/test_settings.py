@@ -27,7 +27,7 @@ def test_all_and_lists(tmp_path):
     "raw, message",
     [
         ({"model": "llama"}, "--model: unknown value llama; accepted: distilbert, gpt2, bert-base, all"),
-        ({"precision": "int4"}, "--precision: unknown value int4; accepted: fp32, fp16, bf16, int8, all"),
+        ({"precision": "int4"}, "--precision: unknown value int4; accepted: fp32, fp16, bf16, int8, mixed, all"),
         ({"metric": "speed"}, "--metric: unknown value speed; accepted: accuracy, perplexity"),
         ({"device": "tpu"}, "--device: unknown value tpu; accepted: auto, cpu, cuda"),
         ({"model_source": "s3"}, "--model-source: unknown value s3; accepted: auto, hub, path"),
