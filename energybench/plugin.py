@@ -14,10 +14,12 @@ from energybench.settings import METRICS, SettingsError
 
 SESSION_KEY = pytest.StashKey["Any"]()
 GPUS_KEY = pytest.StashKey[list]()
+ENERGY_METRICS = ("energy", "layer-energy", "impact")
 OPTIONS = (
     # (name, metavar, help) -- every option has an ini twin "energybench_<name>"
     ("model", "NAMES", "models, comma-separated or 'all': distilbert, gpt2, bert-base [distilbert]"),
-    ("precision", "NAMES", "precisions, comma-separated or 'all': fp32, fp16, bf16, int8 [all]"),
+    ("precision", "NAMES", "precisions, comma-separated or 'all': fp32, fp16, bf16, int8; mixed (the layer "
+     "study's plan) is opt-in: all,mixed [all]"),
     ("metric", "NAMES", f"metrics, comma-separated or 'all': {', '.join(METRICS)} [all]"),
     ("device", "DEV", "cpu, cuda or auto (cuda when visible) [auto]"),
     (
@@ -51,6 +53,7 @@ OPTIONS = (
     ("idle-s", "SECONDS", "idle baseline length per meter [3]"),
     ("country", "ISO3", "country for CodeCarbon's carbon intensity, e.g. FRA [USA]"),
     ("region", "NAME", "region within the country for CodeCarbon (e.g. a US state)"),
+    ("impact-samples", "N", "layer impact: SST-2 sentences / WikiText-2 windows per ablation [256 / 32]"),
     ("energy-budget", "SPEC", "max energy per item vs fp32 as a ratio, e.g. int8=0.8 (never gated on estimates)"),
     ("compare", "RUN", "compare this session with a saved run: run id, run folder, 'latest' or a baseline name"),
     (
@@ -188,7 +191,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             deselected.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-    order = {p: i for i, p in enumerate(bench.settings.precisions)}
+    order = {p: i for i, p in enumerate(sorted(bench.settings.precisions, key=lambda p: p == "mixed"))}
     metric_order = {m: i for i, m in enumerate(METRICS)}
 
     def key(item: pytest.Item) -> tuple:
@@ -209,7 +212,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cases = [case_of(item) for item in session.items]
     if any(cases):
         try:
-            bench_session(session.config).activate(with_energy=any(c and c.metric == "energy" for c in cases))
+            bench_session(session.config).activate(with_energy=any(c and c.metric in ENERGY_METRICS for c in cases))
         except SettingsError as error:
             raise pytest.UsageError(str(error)) from None
 

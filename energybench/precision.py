@@ -88,16 +88,27 @@ def conv1d_to_linear(model: nn.Module) -> int:
 def quantize_int8_dynamic(model: nn.Module, device: torch.device) -> Converted:
     model = model.to("cpu", dtype=torch.float32)
     converted_conv1d = conv1d_to_linear(model)
+    quantized = quantize_dynamic(model, {nn.Linear})
+    count = count_quantized(quantized)
+    details = {"quantized_linear_modules": count, "conv1d_converted_to_linear": converted_conv1d,
+               "engine": torch.backends.quantized.engine}  # fmt: skip
+    return Converted(quantized, "int8", "torch.ao.quantization.quantize_dynamic qint8, all nn.Linear", details)
+
+
+def quantize_dynamic(model: nn.Module, spec: set) -> nn.Module:
+    """torch.ao dynamic qint8 in place; ``spec`` is a set of module types or of qualified module names."""
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated since torch 2.10 but is still the fast CPU int8
         # path (1.39x on DistilBERT-base, batch 1); torchao without compile is 11x slower here.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
-    count = count_quantized(quantized)
-    details = {"quantized_linear_modules": count, "conv1d_converted_to_linear": converted_conv1d,
-               "engine": torch.backends.quantized.engine}  # fmt: skip
-    return Converted(quantized, "int8", "torch.ao.quantization.quantize_dynamic qint8, all nn.Linear", details)
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+
+
+def linears_under(model: nn.Module, names: list[str] | set[str]) -> set[str]:
+    """Qualified names of the ``nn.Linear`` modules at or under ``names`` (what int8 dynamic PTQ converts)."""
+    return {n for n, m in model.named_modules() if isinstance(m, nn.Linear)
+            and any(n == name or n.startswith(name + ".") for name in names)}  # fmt: skip
 
 
 def count_quantized(model: nn.Module) -> int:

@@ -48,7 +48,8 @@ def pin_worker(worker_id: str, worker_count: int, gpus: list[str], env: dict[str
 
 
 def check_cpu_energy(worker_count: int, metrics: tuple[str, ...], gpus: list[str], device: str) -> None:
-    if worker_count > 1 and "energy" in metrics and (not gpus or device == "cpu"):
+    metered = {"energy", "layer-energy", "impact"} & set(metrics)
+    if worker_count > 1 and metered and (not gpus or device == "cpu"):
         raise SettingsError(
             f"pytest-xdist: energy on the CPU with {worker_count} workers would put several workloads in one "
             "CPU package's energy window; run energy with -n 0, or on GPUs with one worker per GPU"

@@ -67,6 +67,8 @@ class BenchSession:
         self.comparison: Any = None  # energybench.compare.Comparison, when --compare was given
         self.baseline_path: Path | None = None
         self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
+        self.study: dict[tuple, Any] = {}  # energybench.study: layer tables, sensitivities, plans
+        self.builders: dict[str, Callable[[str], Prepared]] = {}  # precisions built by a study ("mixed")
 
     # -- start-up -------------------------------------------------------------------------
     def activate(self, with_energy: bool = False) -> None:
@@ -146,6 +148,8 @@ class BenchSession:
         """A new converted copy (the fp32 original stays untouched). Raises PrecisionUnsupported."""
         from energybench.precision import convert
 
+        if precision in self.builders:
+            return self.builders[precision](model)
         loaded = self.loaded(model)
         converted = convert(copy.deepcopy(loaded.model), precision, self.device)
         return Prepared(loaded, converted.model, precision, converted.implementation, converted.details, self.device)

@@ -17,7 +17,10 @@ from energybench.models import REGISTRY, SOURCES, TASKS
 
 # Names only (energybench.precision holds the converters; importing it here would pull in torch).
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy")
+# "mixed" is opt-in (not in "all"): it costs a layer study of the fp32 model first. "all,mixed" adds it.
+MIXED = "mixed"
+ALL_PRECISIONS = (*PRECISIONS, MIXED)
+METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy", "layer-energy", "impact")
 METER_CHOICES = ("nvml", "rapl", "codecarbon")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_ACCURACY_BUDGET_PP = {"int8": 1.0, "fp16": 0.3, "bf16": 0.3}
@@ -60,11 +63,15 @@ class Settings:
     compare_path: Path | None = None  # what it resolved to when the session started
     fail_on: str | None = None
     save_baseline: str | None = None
+    impact_samples: int | None = None  # None: energybench.study.DEFAULT_IMPACT_SAMPLES
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {"accuracy": self.accuracy_budget_pp, "perplexity": self.perplexity_budget_pct,
                  "energy": self.energy_budget_ratio}[metric]  # fmt: skip
-        return table.get(f"{model}/{precision}", table.get(precision))
+        found = table.get(f"{model}/{precision}", table.get(precision))
+        if found is None and precision == MIXED:  # the plan quantizes to int8: int8's budget unless set
+            return self.budget_for(metric, model, "int8")
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -78,8 +85,8 @@ def choice_list(
     option: str, raw: str, accepted: tuple[str, ...], all_means: tuple[str, ...] | None = None
 ) -> tuple[str, ...]:
     names = tuple(n.strip() for n in str(raw).split(",") if n.strip())
-    if all_means is not None and names == ("all",):
-        return all_means
+    if all_means is not None and "all" in names:
+        names = tuple(dict.fromkeys(n for name in names for n in (all_means if name == "all" else (name,))))
     unknown = [n for n in names if n not in accepted]
     if unknown or not names:
         extra = ", all" if all_means is not None else ""
@@ -145,7 +152,7 @@ def budget_table(option: str, raw: str | dict | None, default: dict[str, float])
             limit = float(value)
         except ValueError:
             limit = -1.0
-        if precision not in PRECISIONS or limit < 0:
+        if precision not in ALL_PRECISIONS or limit < 0:
             raise SettingsError(
                 f"{option}: bad entry {key}={value}; expected <precision>=<limit> or <model>/<precision>=<limit> "
                 f"with precision in {', '.join(PRECISIONS)} and a limit >= 0"
@@ -183,7 +190,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
     reports = reports if reports.is_absolute() else Path(rootdir) / reports
     return Settings(
         models=models,
-        precisions=choice_list("--precision", raw.get("precision") or "all", PRECISIONS, all_means=PRECISIONS),
+        precisions=choice_list("--precision", raw.get("precision") or "all", ALL_PRECISIONS, all_means=PRECISIONS),
         metrics=choice_list("--metric", raw.get("metric") or "all", METRICS, all_means=METRICS),
         device=choice_list("--device", raw.get("device") or "auto", DEVICES)[0],
         model_source=source,
@@ -218,6 +225,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
             "--energy-budget", raw.get("energy_budget"),
             budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
         ),
+        impact_samples=positive_int("--impact-samples", raw.get("impact_samples"), allow_none=True),
         **gate_settings(raw, reports),
     )  # fmt: skip
 

@@ -1,6 +1,7 @@
 """The run history on disk: each run is a folder ``<root>/runs/<run_id>/`` written atomically.
 
-A run folder holds ``run.json`` (the source of truth) and ``records.csv`` (an export). It is
+A run folder holds ``run.json`` (the source of truth) and ``records.csv`` (an export), plus
+``layers.csv`` and ``correlations.csv`` when the run has a layer study. It is
 assembled under a hidden temporary name in the same directory and renamed into place, so a
 crash or kill never leaves a half-written run visible, and concurrent writers never collide
 (run ids carry a random suffix; a rename onto an existing folder fails instead of merging).
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from energybench.layer_tables import layer_csvs
 from energybench.records import Record, Run, SchemaError
 
 RUN_FILE = "run.json"
@@ -56,6 +58,8 @@ def save_run(run: Run, root: Path) -> Path:
     try:
         write_file(staging / RUN_FILE, json.dumps(run.to_dict(), indent=1, sort_keys=True))
         write_file(staging / CSV_FILE, records_csv(run.records))
+        for name, text in layer_csvs(run.records).items():  # the layer study's tables, when the run has them
+            write_file(staging / name, text)
         final = parent / run.run_id
         os.rename(staging, final)  # atomic; raises if `final` exists, never merges two runs
     except BaseException:

@@ -104,6 +104,10 @@ class Bench:
         self.session, self.case, self.test_id = session, case, test_id
         self.settings: Settings = session.settings
         self.source = session.sources[case.model]
+        if case.precision == "mixed":
+            from energybench import study
+
+            session.builders["mixed"] = lambda model: study.prepare_mixed(session, self)
 
     @cached_property
     def prepared(self) -> Prepared:
@@ -287,8 +291,9 @@ class Bench:
         result = self.session.quality(self.case.model, self.case.precision, self.case.metric)
         budget = self.budget(result.value)
         status = "budget-breach" if budget and not budget.passed else "ok"
+        details = {**result.details, **self.predicted_vs_measured(budget)}
         record = self.record(result.value, result.unit, result.method, data=result.data,
-                             details=result.details, budget=budget, status=status)  # fmt: skip
+                             details=details, budget=budget, status=status)  # fmt: skip
         if budget and not budget.passed:
             pytest.fail(budget.message(self.case.metric, self.case.precision, result.value), pytrace=False)
         return record
@@ -303,3 +308,49 @@ class Bench:
         else:
             loss, unit = (value / baseline - 1.0) * 100.0, "%"
         return Budget("fp32", baseline, loss, limit, unit, passed=loss <= limit + 1e-9)
+
+    def predicted_vs_measured(self, budget: Budget | None) -> dict[str, Any]:
+        """For ``mixed``: the plan's predicted quality delta next to the measured one vs fp32."""
+        if self.case.precision != "mixed" or budget is None:
+            return {}
+        plan = self.prepared.details["plan"]
+        sign = -1.0 if self.case.metric == "accuracy" else 1.0  # budget.loss is a loss; deltas keep their sign
+        return {"predicted_quality_delta": plan["predicted_quality_delta"],
+                "measured_quality_delta": sign * budget.loss}
+
+    def record_layer_energy(self) -> Record:
+        """Per layer type and per unit: time, share, FLOPs and apportioned energy, with the checks."""
+        from energybench import layers, study
+
+        self.require_trained_weights()
+        try:
+            table = study.layer_table(self, self.case.precision)
+        except layers.LayerMappingError as error:
+            self.skip(str(error))
+        meter = table["meter"]
+        unit = "J/token" if self.is_causal_lm else "J/sample"
+        method = (f"apportioned: {meter['method']} window energy ({meter['name']}) x hooked time share, "
+                  f"{len(table['rounds_s'])} passes, {table['timer']}; not a per-layer reading")  # fmt: skip
+        details = {k: table[k] for k in ("per_type", "per_layer", "sum_check", "hook_overhead", "timer")}
+        details["meter"] = meter
+        return self.record(meter["energy_j_per_sample"], unit, method, reason=meter.get("reason"),
+                           timing=TimingStats.from_rounds(table["rounds_s"]),
+                           shape=self.shape(self.settings.batch_size), details=details)  # fmt: skip
+
+    def record_impact(self) -> Record:
+        """Per unit: ablation KL and quality delta, int8/fp16 sensitivity, energy; correlations; plan."""
+        from energybench import ablation, layers, study
+
+        self.require_trained_weights()
+        try:
+            rows = study.impact_rows(self)
+        except layers.LayerMappingError as error:
+            self.skip(str(error))
+        types = study.per_type(rows)
+        correlation = study.correlations(rows, types)
+        plan = study.mixed_plan(self) if self.device.type == "cpu" else None
+        rho = correlation["per_layer"]["spearman_rho"]
+        details = {"samples": study.evalset(self).samples, "impact_score": ablation.IMPACT_SCORE, "per_layer": rows,
+                   "per_type": types, "correlation": correlation, "plan": plan}  # fmt: skip
+        method = f"Spearman rho of per-unit {correlation['per_layer']['x']} vs impact score ({ablation.IMPACT_SCORE})"
+        return self.record(rho, "rho", method, reason=correlation["per_layer"].get("reason"), details=details)

@@ -88,7 +88,7 @@ def test_a_budget_breach_fails_that_test_with_one_message(suite):
     "args, message",
     [
         (["--model", "llama"], "ERROR: --model: unknown value llama; accepted: distilbert, gpt2, bert-base, all*"),
-        (["--precision", "int4"], "ERROR: --precision: unknown value int4; accepted: fp32, fp16, bf16, int8, all*"),
+        (["--precision", "int4"], "ERROR: --precision: unknown value int4; accepted: fp32, fp16, bf16, int8, mixed*"),
         (["--metric", "joules"], "ERROR: --metric: unknown value joules; accepted: accuracy, *"),
         (["--device", "tpu"], "ERROR: --device: unknown value tpu; accepted: auto, cpu, cuda*"),
         (["--batch-size", "0"], "ERROR: --batch-size: '0' is not a positive integer; give a whole number >= 1"),
@@ -175,3 +175,35 @@ def test_a_meter_asked_for_by_name_that_cannot_run_is_a_usage_error(suite):
 def test_help_lists_every_option_with_its_default(pytester):
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["energybench:*", "*--model=NAMES*", "*[distilbert]*", "*--no-save*"])
+
+
+def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
+    result = suite.runpytest_subprocess(
+        "benchmarks", "--model", "distilbert", "--precision", "fp32,mixed", "--meters", "none",
+        "--metric", "accuracy,layer-energy,impact,size", "--impact-samples", "48", "--max-samples", "120", *FAST,
+    )  # fmt: skip
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([
+        "distilbert  fp32       impact  * rho  *embedded*",
+        "distilbert  mixed      accuracy  * %  *embedded*loss * pp (budget 1.00)*",
+    ])  # fmt: skip
+    [run] = saved_runs(suite)
+    records = {(r["precision"], r["metric"]): r for r in run["records"]}
+    energy = records["fp32", "layer-energy"]
+    assert energy["value"] is None and "--meters none" in energy["reason"]
+    assert energy["method"].startswith("apportioned")
+    assert energy["details"]["per_layer"] and all(r["time_s_per_sample"] > 0 for r in energy["details"]["per_layer"])
+    assert set(energy["details"]["sum_check"]) == {"layers_s", "end_to_end_s", "ratio", "within_10pct"}
+    impact = records["fp32", "impact"]["details"]
+    assert impact["samples"] == 48 and impact["correlation"]["per_layer"]["x"] == "share"
+    plan = impact["plan"]
+    mixed_quality = records["mixed", "accuracy"]
+    assert mixed_quality["details"]["plan"] == plan
+    assert mixed_quality["details"]["predicted_quality_delta"] == plan["predicted_quality_delta"]
+    assert "measured_quality_delta" in mixed_quality["details"]
+    linears = {"attention": 4, "ffn": 2}  # DistilBERT: q, k, v, out / lin1, lin2; heads are one Linear each
+    expected = sum(linears.get(name.rpartition(".")[2], 1) for name in plan["quantize"])
+    assert records["mixed", "size"]["details"]["quantized_linear_modules"] == expected
+    folder = next((suite.path / "reports" / "runs").iterdir())
+    assert (folder / "layers.csv").read_text().startswith("model,precision,layer,layer_type")
+    assert "per_layer" in (folder / "correlations.csv").read_text()

@@ -27,7 +27,7 @@ def test_all_and_lists(tmp_path):
     "raw, message",
     [
         ({"model": "llama"}, "--model: unknown value llama; accepted: distilbert, gpt2, bert-base, all"),
-        ({"precision": "int4"}, "--precision: unknown value int4; accepted: fp32, fp16, bf16, int8, all"),
+        ({"precision": "int4"}, "--precision: unknown value int4; accepted: fp32, fp16, bf16, int8, mixed, all"),
         ({"metric": "speed"}, "--metric: unknown value speed; accepted: accuracy, perplexity"),
         ({"device": "tpu"}, "--device: unknown value tpu; accepted: auto, cpu, cuda"),
         ({"model_source": "s3"}, "--model-source: unknown value s3; accepted: auto, hub, path"),
@@ -71,3 +71,14 @@ def test_energy_options(tmp_path):
 def test_model_path_makes_a_custom_model(tmp_path):
     s = settings(tmp_path, model_path=str(tmp_path))
     assert s.models == ("custom",) and s.model_source == "path"
+
+
+def test_mixed_is_opt_in_and_impact_samples_is_checked(tmp_path):
+    from energybench.settings import PRECISIONS, SettingsError, parse
+
+    assert parse({}, tmp_path).precisions == PRECISIONS
+    assert parse({"precision": "all,mixed"}, tmp_path).precisions == (*PRECISIONS, "mixed")
+    assert parse({}, tmp_path).budget_for("accuracy", "distilbert", "mixed") == 1.0  # int8's unless set
+    assert parse({"accuracy_budget": "mixed=0.5"}, tmp_path).budget_for("accuracy", "distilbert", "mixed") == 0.5
+    with pytest.raises(SettingsError, match="--impact-samples: '0' is not a positive integer"):
+        parse({"impact_samples": "0"}, tmp_path)
