@@ -1,4 +1,4 @@
-"""The ``energybench`` command: list runs and the model registry (compare and report come later)."""
+"""The ``energybench`` command: list runs, the model registry, and the report of a run."""
 
 from __future__ import annotations
 
@@ -35,6 +35,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- report (issue 6) ---------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from energybench.report.build import ReportError, build_report
+
+    try:
+        folder = build_report(args.run, compare=args.compare, out=args.out, reports_dir=args.reports_dir)
+    except ReportError as error:
+        print(f"energybench report: {error}", file=sys.stderr)
+        return 2
+    print(f"energybench: report written to {folder / 'index.html'}")
+    return 0
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="figures (PNG + SVG) and one HTML page for a saved run")
+    report.add_argument("run", metavar="RUN", help="a run folder, a run id under --reports-dir, or 'latest'")
+    report.add_argument("--compare", metavar="RUN", help="a baseline run to compare with (folder, id or 'latest')")
+    report.add_argument("--out", type=Path, metavar="DIR", help="where to write the report [<run folder>/report]")
+    report.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help="[reports]")
+    report.set_defaults(func=cmd_report)
+
+
+# -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="energybench", description="energybench: runs, models and reports")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("list", help="saved runs, oldest first")
     runs.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help="[reports]")
     runs.set_defaults(func=cmd_list)
+    add_report_parser(sub)
     return parser
 
 

@@ -61,6 +61,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(f"energybench_{dest}", f"default for --{name}", default=None)
     group.addoption("--no-save", dest="energybench_no_save", action="store_true", default=False,
                     help="do not save the run under the reports dir")  # fmt: skip
+    group.addoption("--report", dest="energybench_report", action="store_true", default=False,
+                    help="write the figures and HTML report of the saved run into <run>/report/ [off]")  # fmt: skip
+    parser.addini("energybench_report", "default for --report (true/false)", type="bool", default=False)
 
 
 def raw_options(config: pytest.Config) -> dict[str, Any]:
@@ -69,6 +72,7 @@ def raw_options(config: pytest.Config) -> dict[str, Any]:
         dest = name.replace("-", "_")
         raw[dest] = config.getoption(f"energybench_{dest}") or config.getini(f"energybench_{dest}") or None
     raw["no_save"] = config.getoption("energybench_no_save")
+    raw["report"] = config.getoption("energybench_report") or config.getini("energybench_report")
     return raw
 
 
@@ -218,6 +222,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     bench.close()
     if not hasattr(session.config, "workerinput"):
         bench.save()
+        bench.write_report()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -231,3 +236,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(line)
     if bench.saved_path:
         terminalreporter.write_line(f"energybench: run saved to {bench.saved_path}")
+    if bench.report_note:
+        terminalreporter.write_line(f"energybench: {bench.report_note}")

@@ -58,6 +58,7 @@ class BenchSession:
         self.records: list[Record] = []
         self.recorded_tests: set[str] = set()
         self.saved_path: Path | None = None
+        self.report_note: str | None = None  # where --report wrote the report, or why it did not
         self.device: Any = None
         self._loaded: dict[str, LoadedModel] = {}
         self._prepared: tuple[tuple[str, str], Prepared] | None = None
@@ -204,6 +205,20 @@ class BenchSession:
             return None
         self.saved_path = save_run(self.build_run(new_run_id()), self.settings.reports_dir)
         return self.saved_path
+
+    def write_report(self) -> None:
+        """With --report: the figures and HTML page of the run just saved, or why there are none."""
+        if not self.settings.report:
+            return
+        if self.saved_path is None:
+            self.report_note = "report not written: no run was saved (nothing measured, or --no-save)"
+            return
+        from energybench.report.build import ReportError, build_report
+
+        try:
+            self.report_note = f"report written to {build_report(self.saved_path) / 'index.html'}"
+        except ReportError as error:
+            self.report_note = f"report not written: {error}"
 
 
 def checkpoint_task(path: Path | None) -> str | None:

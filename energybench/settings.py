@@ -56,6 +56,7 @@ class Settings:
     country: str = "USA"
     region: str | None = None
     energy_budget_ratio: dict[str, float] = field(default_factory=dict)
+    report: bool = False
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {"accuracy": self.accuracy_budget_pp, "perplexity": self.perplexity_budget_pct,
@@ -212,4 +213,5 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
             "--energy-budget", raw.get("energy_budget"),
             budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
         ),
+        report=bool(raw.get("report")),
     )  # fmt: skip

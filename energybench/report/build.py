@@ -137,6 +137,7 @@ def render(job: FigureJob, folder: Path) -> RenderedFigure:
     figure = job.draw()
     svg = folder / f"{job.name}.svg"
     figure.savefig(folder / f"{job.name}.png", dpi=PNG_DPI)
+    figure.set_layout_engine("none")  # keep the layout the PNG computed: the SVG needs no second pass
     figure.savefig(svg)
     missing = [t.get_text().removeprefix("not measured: ") for ax in figure.axes for t in ax.texts
                if t.get_gid() == draw.NOT_MEASURED_GID]  # fmt: skip

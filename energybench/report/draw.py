@@ -34,6 +34,12 @@ def not_measured(ax: Axes, reason: str) -> None:
             bbox={"boxstyle": "round", "facecolor": "#fdf0f0", "edgecolor": "#d9a0a0"})  # fmt: skip
 
 
+def gap_note(ax: Axes, text: str) -> None:
+    """Name the bars that are absent from a panel that has some data, and why."""
+    ax.text(0.01, 0.99, f"not measured: {text}", ha="left", va="top", fontsize=6, color="#8a1c1c", wrap=True,
+            transform=ax.transAxes, gid=NOT_MEASURED_GID)  # fmt: skip
+
+
 def not_measured_figure(title: str, reason: str, frame: pd.DataFrame, width: float = 7, height: float = 3) -> Figure:
     figure = new_figure(width, height)
     figure.suptitle(title)

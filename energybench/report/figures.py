@@ -34,13 +34,21 @@ def unit_label(rows: pd.DataFrame, column: str = "display_unit") -> str:
     return " / ".join(dict.fromkeys(str(u) for u in rows[column].dropna())) if not rows.empty else ""
 
 
-def panel(ax, rows: pd.DataFrame, title: str, ylabel: str, reason: str, **bar_args) -> None:
+def panel(ax, rows: pd.DataFrame, title: str, ylabel: str, reason: str, gaps: str = "", **bar_args) -> None:
     ax.set_title(title, fontsize=10)
     if rows.empty:
         draw.not_measured(ax, reason)
         return
     draw.bars(ax, by_precision(rows), **bar_args)
     ax.set_ylabel(ylabel, fontsize=8)
+    if gaps:
+        draw.gap_note(ax, gaps)
+
+
+def gaps(frame: pd.DataFrame, metric: str, model: str) -> str:
+    """The precisions of one model whose ``metric`` has no value, with why."""
+    rows = frame[(frame["model"] == model) & (frame["metric"] == metric) & frame["value"].isna()]
+    return "; ".join(f"{r.precision}: {r.reason}" for r in rows.itertuples())
 
 
 # -- one model, every metric ----------------------------------------------------------------
@@ -51,7 +59,7 @@ def overview(frame: pd.DataFrame, model: str) -> Figure:
     axes = figure.subplots(2, 3).ravel()
     latency = measured(frame, "latency", model)
     panel(axes[0], latency, "Latency (batch 1)", f"latency ({unit_label(latency)}), median, IQR whiskers",
-          missing_reason(frame, "latency", model))  # fmt: skip
+          missing_reason(frame, "latency", model), gaps(frame, "latency", model))  # fmt: skip
     speedup = relative_frame(frame, "latency")
     speedup = speedup[speedup["model"] == model]
     panel(axes[1], speedup, "Speedup vs fp32", "x fp32 (higher is faster)",
@@ -60,18 +68,21 @@ def overview(frame: pd.DataFrame, model: str) -> Figure:
     if not speedup.empty:
         axes[1].axhline(1.0, color="#888888", linewidth=0.8, linestyle="--")
     energy = measured(frame, "energy", model)
-    panel(axes[2], energy, "Energy per item", f"energy ({unit_label(energy)})", missing_reason(frame, "energy", model))
+    panel(axes[2], energy, "Energy per item", f"energy ({unit_label(energy)})", missing_reason(frame, "energy", model),
+          gaps(frame, "energy", model))  # fmt: skip
     if not energy.empty:
         draw.basis_legend(axes[2], energy["energy_basis"])
     throughput = measured(frame, "throughput", model)
     panel(axes[3], throughput, "Throughput", f"throughput ({unit_label(throughput)}), IQR whiskers",
-          missing_reason(frame, "throughput", model))  # fmt: skip
+          missing_reason(frame, "throughput", model), gaps(frame, "throughput", model))  # fmt: skip
     metric = quality_metric(frame, model)
     quality = measured(frame, metric, model)
-    panel(axes[4], quality, metric.capitalize(), QUALITY_LABELS[metric], missing_reason(frame, metric, model))
+    panel(axes[4], quality, metric.capitalize(), QUALITY_LABELS[metric], missing_reason(frame, metric, model),
+          gaps(frame, metric, model))  # fmt: skip
     size = measured(frame, "size", model)
-    panel(axes[5], size, "Model size", f"size ({unit_label(size)})", missing_reason(frame, "size", model))
-    return draw.stamp(figure, frame)
+    panel(axes[5], size, "Model size", f"size ({unit_label(size)})", missing_reason(frame, "size", model),
+          gaps(frame, "size", model))  # fmt: skip
+    return draw.stamp(figure, frame[frame["model"] == model])
 
 
 # -- trade-offs -----------------------------------------------------------------------------

@@ -75,8 +75,11 @@ def energy_basis(record: Record) -> str | None:
     if record.metric == "layer-energy":
         meter = record.details.get("meter") or {}
         return f"apportioned ({meter['method']})" if meter.get("method") else "apportioned"
-    head = record.method.split(":", 1)[0].strip()
-    return head if head in BASES else None
+    for part in record.method.split("; "):  # co2's method quotes the energy method after its own
+        head = part.split(":", 1)[0].strip()
+        if head in BASES:
+            return head
+    return None
 
 
 def spread(record: Record) -> tuple[float | None, float | None]:
@@ -153,7 +156,10 @@ def quality_delta_frame(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         loss = (rel["fp32_value"] - rel["value"]) * 100.0 if metric == "accuracy" else rel["change_pct"]
         parts.append(rel.assign(quality_loss=loss, quality_unit=unit))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return relative_frame(frame, "accuracy").assign(quality_loss=pd.Series(dtype=float),
+                                                         quality_unit=pd.Series(dtype=object))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
 
 
 def source_labels(frame: pd.DataFrame) -> list[str]:
