@@ -91,15 +91,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def progress_printer(config: pytest.Config) -> Any:
-    def show(message: str) -> None:
+    """Lines (always) and bars (in a terminal, not in CI) that reach the terminal mid-test."""
+    import contextlib
+
+    from energybench.progress import TerminalProgress
+
+    def write(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or capture is None:
-            return
-        with capture.global_and_fixture_disabled():  # progress must reach the terminal mid-test
+        if reporter is not None:
             reporter.write_line(f"energybench: {message}")
 
-    return show
+    def uncaptured() -> Any:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
+    return TerminalProgress(write, uncaptured)
 
 
 def bench_session(config: pytest.Config) -> Any:

@@ -162,8 +162,10 @@ class BenchSession:
         key = (model, precision, metric)
         if key not in self._quality:
             from energybench import suite
+            from energybench.progress import Prefixed
 
-            self._quality[key] = suite.quality(self.prepared(model, precision), metric, self.settings)
+            progress = Prefixed(self.progress, f"{model} {precision}") if self.progress else None
+            self._quality[key] = suite.quality(self.prepared(model, precision), metric, self.settings, progress)
         return self._quality[key]
 
     # -- records and the run --------------------------------------------------------------
