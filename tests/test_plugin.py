@@ -195,3 +195,16 @@ def test_a_meter_asked_for_by_name_that_cannot_run_is_a_usage_error(suite):
 def test_help_lists_every_option_with_its_default(pytester):
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["energybench:*", "*--model=NAMES*", "*[distilbert]*", "*--no-save*"])
+
+
+def test_report_option_writes_the_report_of_the_saved_run(suite):
+    result = suite.runpytest_subprocess(
+        "benchmarks", "--model-source", "shape-only", "--precision", "int8", "--metric", "size", "--report", *FAST
+    )
+    result.assert_outcomes(passed=1)
+    run = saved_runs(suite)[0]
+    page = suite.path / "reports" / "runs" / run["run_id"] / "report" / "index.html"
+    result.stdout.fnmatch_lines([f"energybench: report written to {page}"])
+    text = page.read_text()
+    assert "overview-distilbert" in text and "Not measured" in text and "shape-only" in text
+    assert (page.parent / "overview-distilbert.png").is_file() and (page.parent / "overview-distilbert.svg").is_file()
