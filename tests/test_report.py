@@ -313,3 +313,15 @@ def test_cli_report_by_run_id_and_latest(saved, monkeypatch, low_dpi, capsys, tm
     assert cli.main(["report", "latest", "--reports-dir", str(reports), "--out", str(tmp_path / "b"),
                      "--compare", str(saved)]) == 0  # fmt: skip
     assert "comparison-table" in (tmp_path / "b" / "index.html").read_text()
+
+
+def test_history_takes_earlier_runs_of_the_same_machine_only(tmp_path):
+    first = make_run("20261124T080000Z-111111", layers=False, started_at="2026-11-24T08:00:00+00:00")
+    elsewhere = make_run("20261124T090000Z-222222", layers=False, started_at="2026-11-24T09:00:00+00:00")
+    elsewhere.machine = {**elsewhere.machine, "fingerprint": "another"}
+    later = make_run("20261124T230000Z-333333", layers=False, started_at="2026-11-24T23:00:00+00:00")
+    current = make_run(layers=False)
+    for run in (first, elsewhere, later, current):
+        store.save_run(run, tmp_path)
+    folder = tmp_path / "runs" / current.run_id
+    assert [r.run_id for r in build.history_runs(folder, store.load_run(folder))] == [first.run_id, current.run_id]

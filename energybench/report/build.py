@@ -67,16 +67,18 @@ def load(folder: Path) -> Run:
 
 
 def history_runs(folder: Path, run: Run) -> list[Run]:
-    """The runs saved beside this one (same reports dir) up to and including it; unreadable ones skipped."""
+    """The runs saved beside this one (same reports dir) up to and including it, on the same machine
+    fingerprint (a trend across machines would mix hardware into it); unreadable ones skipped."""
     if folder.parent.name != "runs":
         return [run]
     runs = []
     for path in list_runs(folder.parent.parent):
         try:
-            other = run if path == folder else load_run(path)
+            other = run if path.resolve() == folder.resolve() else load_run(path)
         except SchemaError:
             continue
-        if other.records and other.started_at <= run.started_at:
+        same_machine = other.machine.get("fingerprint") == run.machine.get("fingerprint")
+        if other.records and same_machine and other.started_at <= run.started_at:
             runs.append(other)
     return runs or [run]
 
@@ -127,10 +129,12 @@ def trend_jobs(history: pd.DataFrame, frame: pd.DataFrame) -> list[FigureJob]:
     if history.empty or history["run_id"].nunique() < 2:
         only = history if not history.empty else frame
         return [FigureJob("history", "History", "Trends need two or more saved runs in the same reports folder.",
-                          lambda: draw.not_measured_figure("History", "only one saved run in this reports folder; "
-                                                           "a trend needs two", only))]  # fmt: skip
-    return [FigureJob(f"history-{m}", f"History: {m}", "Median per run; whiskers are the IQR where rounds exist.",
-                      lambda m=m: figures.history_trend(history, m)) for m in metrics]  # fmt: skip
+                          lambda: draw.not_measured_figure("History", "only one saved run (on this machine) in this "
+                                                           "reports folder; a trend needs two", only))]  # fmt: skip
+    caption = ("Median per run saved in this reports folder on the same machine fingerprint; whiskers are the "
+               "IQR where rounds exist.")  # fmt: skip
+    return [FigureJob(f"history-{m}", f"History: {m}", caption, lambda m=m: figures.history_trend(history, m))
+            for m in metrics]  # fmt: skip
 
 
 def render(job: FigureJob, folder: Path) -> RenderedFigure:

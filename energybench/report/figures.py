@@ -148,10 +148,10 @@ def accuracy_vs_latency(frame: pd.DataFrame) -> Figure:
 
 # -- models side by side --------------------------------------------------------------------
 def grouped(ax, rows: pd.DataFrame, value: str, group: str = "model", hue: str = "precision",
-            lo: str | None = None, hi: str | None = None, fmt: str = "{:.3g}") -> None:  # fmt: skip
+            lo: str | None = None, hi: str | None = None, fmt: str = "{:.3g}", hues: list[str] | None = None) -> None:
     """Bars grouped by ``group`` and coloured by ``hue``; estimated energy hatched."""
     groups = sorted(rows[group].unique())
-    hues = ordered_precisions(rows[hue]) if hue == "precision" else sorted(rows[hue].unique())
+    hues = hues or (ordered_precisions(rows[hue]) if hue == "precision" else sorted(rows[hue].unique()))
     colors = draw.precision_colors(hues) if hue == "precision" else draw.model_colors(hues)
     width = 0.8 / len(hues)
     for i, key in enumerate(hues):
@@ -254,8 +254,7 @@ def emissions_bars(frame: pd.DataFrame) -> Figure:
     if rows.empty:
         draw.not_measured(ax, missing_reason(frame, "co2"))
         return draw.stamp(figure, frame)
-    rows = rows.sort_values(["model", "precision"], key=lambda s: s.map(precision_rank(rows)) if s.name ==
-                            "precision" else s)  # fmt: skip
+    rows = rows.assign(rank=rows["precision"].map(precision_rank(rows))).sort_values(["model", "rank"])
     y = np.arange(len(rows))
     colors = draw.model_colors(list(rows["model"]))
     drawn = ax.barh(y, rows["value"], color=[colors[m] for m in rows["model"]], edgecolor="#333333", linewidth=0.6)
@@ -331,7 +330,8 @@ def plan_predicted_vs_measured(frame: pd.DataFrame) -> Figure:
         rows = plans[plans["quantity"] == quantity].melt(
             id_vars=["model", "reason"], value_vars=["predicted", "measured"], var_name="kind", value_name="value")
         ax.set_title(quantity, fontsize=10)
-        grouped(ax, rows.dropna(subset=["value"]), "value", group="model", hue="kind", fmt="{:.2f}")
+        grouped(ax, rows.dropna(subset=["value"]), "value", group="model", hue="kind", fmt="{:.2f}",
+                hues=[k for k in ("predicted", "measured") if k in set(rows.dropna(subset=["value"])["kind"])])
         for reason in rows["reason"].dropna().unique():
             ax.text(0.01, 0.01, f"measured: not measured: {reason}", transform=ax.transAxes, fontsize=7,
                     color="#8a1c1c", gid=draw.NOT_MEASURED_GID)  # fmt: skip

@@ -107,8 +107,8 @@ def not_measured_list(run: Run, figures: list[RenderedFigure]) -> str:
 
 
 def summary_table(records: list[Record]) -> str:
-    headers = ("model", "precision", "metric", "value", "unit", "status", "source", "basis / method", "IQR",
-               "rounds", "note")  # fmt: skip
+    headers = ("model", "precision", "metric", "value", "unit", "status", "source", "basis / method",
+               "IQR of timed rounds", "rounds", "note")  # fmt: skip
     return table(headers, (summary_row(r) for r in records), "summary-table", numeric=(3, 8, 9))
 
 
@@ -135,10 +135,10 @@ def budget_table(records: list[Record]) -> str:
 def comparison_table(deltas: pd.DataFrame, baseline: Run | None, run: Run) -> str:
     intro = (f"<p>A = baseline run {esc(baseline.run_id if baseline else '?')}, B = this run {esc(run.run_id)}."
              " Delta is (B / A - 1) in %; the verdict accounts for whether lower or higher is better.</p>")
-    rows = ((r.model, r.precision, r.metric, f"{r.value_a:.4g}", f"{r.value_b:.4g}", f"{r.delta_pct:+.2f}%",
-             r.verdict, getattr(r, "note", "")) for r in deltas.itertuples())  # fmt: skip
-    headers = ("model", "precision", "metric", "A", "B", "delta", "verdict", "note")
-    return intro + table(headers, rows, "comparison-table", numeric=(3, 4, 5))
+    rows = ((r.model, r.precision, r.metric, getattr(r, "unit", ""), f"{r.value_a:.4g}", f"{r.value_b:.4g}",
+             f"{r.delta_pct:+.2f}%", r.verdict, getattr(r, "note", "")) for r in deltas.itertuples())  # fmt: skip
+    headers = ("model", "precision", "metric", "unit", "A", "B", "delta", "verdict", "note")
+    return intro + table(headers, rows, "comparison-table", numeric=(4, 5, 6))
 
 
 def figure_html(figure: RenderedFigure) -> str:
