@@ -221,6 +221,9 @@ class BenchSession:
             self.report_note = f"report written to {build_report(self.saved_path) / 'index.html'}"
         except ReportError as error:
             self.report_note = f"report not written: {error}"
+        except Exception as error:  # noqa: BLE001 - the run is saved; a drawing bug must not hide that
+            self.report_note = (f"report not written: {type(error).__name__}: {error} "
+                                f"(the run is saved; retry with: energybench report {self.saved_path})")  # fmt: skip
 
 
 def checkpoint_task(path: Path | None) -> str | None:
