@@ -259,7 +259,7 @@ def test_build_writes_png_svg_and_html_atomically(saved, monkeypatch, low_dpi):
     folder = build.build_report(saved)
     assert folder == saved / "report"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["fig-0.png", "fig-0.svg", "fig-1.png", "fig-1.svg", "index.html"]
+    assert names == [build.MARKER, "fig-0.png", "fig-0.svg", "fig-1.png", "fig-1.svg", "index.html"]
     page = (folder / "index.html").read_text()
     assert page.count("data:image/svg+xml;base64,") == 2 and "figure 0" in page
     assert not [p for p in saved.iterdir() if p.name.startswith(".")]
@@ -269,6 +269,7 @@ def test_a_failing_figure_leaves_the_previous_report_untouched(saved, monkeypatc
     out = tmp_path / "report"
     out.mkdir()
     (out / "index.html").write_text("previous")
+    (out / build.MARKER).write_text("an earlier report")
     monkeypatch.setattr(build, "figure_jobs", lambda run, history, baseline: small_jobs(3, fail_at=2))
     with pytest.raises(RuntimeError, match="figure exploded"):
         build.build_report(saved, out=out)
@@ -286,7 +287,7 @@ def test_full_report_png_is_300_dpi(saved, tmp_path):
     assert dpi == pytest.approx((300, 300), abs=0.1)
 
 
-@pytest.mark.parametrize("case", ["missing", "not-a-run", "no-records", "unwritable", "no-latest"])
+@pytest.mark.parametrize("case", ["missing", "not-a-run", "no-records", "unwritable", "no-latest", "foreign-out"])
 def test_bad_input_is_one_line_and_exit_status_2(case, saved, tmp_path, capsys):
     args = {
         "missing": [str(tmp_path / "nope")],
@@ -295,12 +296,14 @@ def test_bad_input_is_one_line_and_exit_status_2(case, saved, tmp_path, capsys):
             **{**make_run("20261124T130000Z-dddddd").__dict__, "records": []}), tmp_path / "empty"))],
         "unwritable": [str(saved), "--out", str(saved / "run.json" / "report")],
         "no-latest": ["latest", "--reports-dir", str(tmp_path)],
+        "foreign-out": [str(saved), "--out", str(saved.parent)],  # the runs folder: never replaced
     }[case]
     assert cli.main(["report", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("energybench report: ")
     expected = {"missing": "no such run folder", "not-a-run": "not a run (no run.json)", "no-records": "no records",
-                "unwritable": "cannot write the report there", "no-latest": "no saved runs"}[case]
+                "unwritable": "cannot write the report there", "no-latest": "no saved runs",
+                "foreign-out": "is not an energybench report folder"}[case]
     assert expected in err
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp")]
 

@@ -19,10 +19,11 @@ from energybench.records import Run, SchemaError
 from energybench.report import draw, figures, layer_figures, tidy
 from energybench.report.deltas import delta_frame
 from energybench.report.html import RenderedFigure, page
-from energybench.store import RUN_FILE, list_runs, load_run
+from energybench.store import list_runs, load_run
 
 PNG_DPI = 300
 REPORT_FOLDER = "report"
+MARKER = ".energybench-report"  # marks a folder this code wrote, so replacing it never deletes anything else
 TREND_METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy", "co2")
 
 
@@ -163,6 +164,7 @@ def build_report(run_path: str | Path, compare: str | Path | None = None, out: s
         rendered = [render(job, staging) for job in progress_bar(jobs, desc="energybench report", unit="figure")]
         deltas = delta_frame(tidy.run_frame(baseline), tidy.run_frame(run)) if baseline is not None else None
         (staging / "index.html").write_text(page(run, rendered, deltas, baseline), encoding="utf-8")
+        (staging / MARKER).write_text(f"energybench report of run {run.run_id}\n", encoding="utf-8")
         replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -172,14 +174,23 @@ def build_report(run_path: str | Path, compare: str | Path | None = None, out: s
 
 def staging_folder(target: Path) -> Path:
     """A hidden temporary folder beside the target, so the final rename is atomic."""
-    if (target / RUN_FILE).exists():
-        raise ReportError(f"{target}: is a run folder; write the report into a new or report folder instead")
+    if target.exists() and not replaceable(target):
+        raise ReportError(f"{target}: exists and is not an energybench report folder; give --out a new or empty "
+                          "folder (an earlier report there is replaced)")  # fmt: skip
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     except OSError as error:
         raise ReportError(f"{target}: cannot write the report there ({error.strerror or error}); "
                           "choose another folder with --out") from None  # fmt: skip
+
+
+def replaceable(target: Path) -> bool:
+    """An earlier report (it holds the marker) or an empty folder; never a file or someone's folder."""
+    try:
+        return target.is_dir() and ((target / MARKER).is_file() or not any(target.iterdir()))
+    except OSError:
+        return False
 
 
 def replace_folder(staging: Path, target: Path) -> None:
