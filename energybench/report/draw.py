@@ -85,7 +85,10 @@ def bars(ax: Axes, rows: pd.DataFrame, label: str = "precision", value: str = "d
         if is_estimated(basis):
             patch.set_hatch(ESTIMATED_HATCH)
     whiskers(ax, x, rows, value, lo, hi)
-    ax.bar_label(drawn, labels=[fmt.format(h) for h in heights], fontsize=7, padding=2)
+    tops = heights if not hi or hi not in rows else np.fmax(heights, rows[hi].astype(float).to_numpy())
+    for position, top, height in zip(x, tops, heights):  # above the whisker, where there is one
+        ax.annotate(fmt.format(height), (position, top), xytext=(0, 2), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7)  # fmt: skip
     ax.set_xticks(x, [str(k) for k in rows[label]], fontsize=8)
     ax.margins(y=0.15)
 
