@@ -84,8 +84,8 @@ def test_a_budget_breach_fails_that_test_with_one_message(suite):
         import dataclasses
         from energybench import suite as measure
         real = measure.quality
-        def degraded(prepared, metric, settings):
-            result = real(prepared, metric, settings)
+        def degraded(prepared, metric, settings, *more):
+            result = real(prepared, metric, settings, *more)
             if prepared.precision == "int8":
                 result = dataclasses.replace(result, value=0.5)
             return result
