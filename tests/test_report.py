@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib
 import numpy as np
 import pytest
@@ -45,7 +47,9 @@ def low_dpi(monkeypatch):
 
 
 def texts(figure, gid):
-    return [t.get_text() for t in [*figure.texts, *(t for ax in figure.axes for t in ax.texts)] if t.get_gid() == gid]
+    """The figure's texts with that gid, wrapped lines joined again."""
+    found = [*figure.texts, *(t for ax in figure.axes for t in ax.texts)]
+    return [" ".join(t.get_text().split()) for t in found if t.get_gid() == gid]
 
 
 def bar_heights(ax):
@@ -234,7 +238,12 @@ def test_runs_from_other_machines_are_not_compared_as_like_with_like():
     other = make_run("20261124T120000Z-cccccc", layers=False)
     other.machine = {**other.machine, "fingerprint": "ffffffffffff"}
     deltas = delta_frame(tidy.run_frame(make_run(layers=False)), tidy.run_frame(other))
-    assert set(deltas["verdict"]) == {"not comparable"}
+    assert set(deltas["verdict"]) == {"not comparable"} and set(deltas["note"]) == {"different machine fingerprints"}
+    shape_only = make_run("20261124T120000Z-cccccc", layers=False)
+    shape_only.records = [dataclasses.replace(r, source={"kind": "shape-only", "checkpoint": "shape-only:x"})
+                          for r in shape_only.records]  # fmt: skip
+    deltas = delta_frame(tidy.run_frame(make_run(layers=False)), tidy.run_frame(shape_only))
+    assert set(deltas["note"]) == {"different model sources, checkpoints"}
 
 
 # -- build_report: files, atomicity, bad input, CLI -----------------------------------------

@@ -144,7 +144,7 @@ def render(job: FigureJob, folder: Path) -> RenderedFigure:
     figure.savefig(folder / f"{job.name}.png", dpi=PNG_DPI)
     figure.set_layout_engine("none")  # keep the layout the PNG computed: the SVG needs no second pass
     figure.savefig(svg)
-    missing = [t.get_text().removeprefix("not measured: ") for ax in figure.axes for t in ax.texts
+    missing = [" ".join(t.get_text().split()).removeprefix("not measured: ") for ax in figure.axes for t in ax.texts
                if t.get_gid() == draw.NOT_MEASURED_GID]  # fmt: skip
     encoded = base64.b64encode(svg.read_bytes()).decode("ascii")
     return RenderedFigure(job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing)

@@ -19,11 +19,13 @@ NOISE_PCT = 2.0  # below this a change of a single (round-less) value is "unchan
 def delta_frame(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> pd.DataFrame:
     """Rows measured in both runs: B relative to A (A is the baseline), with a verdict."""
     keys = ["model", "precision", "metric"]
-    a = frame_a[frame_a["value"].notna()][[*keys, "unit", "value", "rounds_s", "fingerprint"]]
-    b = frame_b[frame_b["value"].notna()][[*keys, "value", "rounds_s", "fingerprint"]]
+    like = ["fingerprint", "source_kind", "checkpoint", "batch_size", "seq_len", "unit"]
+    a = frame_a[frame_a["value"].notna()][[*keys, "value", "rounds_s", *like]]
+    b = frame_b[frame_b["value"].notna()][[*keys, "value", "rounds_s", *like]]
     both = a.merge(b, on=keys, suffixes=("_a", "_b"))
     if both.empty:
         return pd.DataFrame(columns=COLUMNS)
+    both["unit"] = both["unit_a"]
     both["delta_pct"] = (both["value_b"] / both["value_a"] - 1.0) * 100.0
     verdicts = [verdict(row) for row in both.itertuples()]
     both["verdict"] = [v for v, _ in verdicts]
@@ -31,10 +33,19 @@ def delta_frame(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> pd.DataFrame:
     return both[COLUMNS].reset_index(drop=True)
 
 
+UNLIKE = {"fingerprint": "machine fingerprints", "source_kind": "model sources", "checkpoint": "checkpoints",
+          "batch_size": "batch sizes", "seq_len": "sequence lengths", "unit": "units"}  # fmt: skip
+
+
+def same(a: object, b: object) -> bool:
+    return (pd.isna(a) and pd.isna(b)) if (pd.isna(a) or pd.isna(b)) else a == b
+
+
 def verdict(row: object) -> tuple[str, str]:
     """better / worse / unchanged / inconclusive, from the raw rounds where both runs have them."""
-    if row.fingerprint_a != row.fingerprint_b:
-        return "not comparable", "different machine fingerprints"
+    unlike = [name for name, label in UNLIKE.items() if not same(getattr(row, f"{name}_a"), getattr(row, f"{name}_b"))]
+    if unlike:
+        return "not comparable", "different " + ", ".join(UNLIKE[name] for name in unlike)
     direction = -1.0 if row.metric in LOWER_IS_BETTER else 1.0
     moved = "better" if direction * row.delta_pct > 0 else "worse"
     rounds_a, rounds_b = row.rounds_s_a, row.rounds_s_b

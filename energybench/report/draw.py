@@ -3,6 +3,7 @@ stamp, colours per precision and model, and bars that show IQR and the energy ba
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,15 +30,15 @@ def new_figure(width: float, height: float) -> Figure:
 def not_measured(ax: Axes, reason: str) -> None:
     """Replace an axis by a visible statement of why it has no data."""
     ax.set_axis_off()
-    ax.text(0.5, 0.5, f"not measured: {reason}", ha="center", va="center", wrap=True, fontsize=9,
-            color="#8a1c1c", transform=ax.transAxes, gid=NOT_MEASURED_GID,
+    ax.text(0.5, 0.5, textwrap.fill(f"not measured: {reason}", 44), ha="center", va="center", fontsize=9,
+            color="#8a1c1c", transform=ax.transAxes, gid=NOT_MEASURED_GID, in_layout=False,
             bbox={"boxstyle": "round", "facecolor": "#fdf0f0", "edgecolor": "#d9a0a0"})  # fmt: skip
 
 
 def gap_note(ax: Axes, text: str) -> None:
     """Name the bars that are absent from a panel that has some data, and why."""
-    ax.text(0.01, 0.99, f"not measured: {text}", ha="left", va="top", fontsize=6, color="#8a1c1c", wrap=True,
-            transform=ax.transAxes, gid=NOT_MEASURED_GID)  # fmt: skip
+    ax.text(0.01, 0.99, textwrap.fill(f"not measured: {text}", 60), ha="left", va="top", fontsize=6,
+            color="#8a1c1c", transform=ax.transAxes, gid=NOT_MEASURED_GID, in_layout=False)  # fmt: skip
 
 
 def not_measured_figure(title: str, reason: str, frame: pd.DataFrame, width: float = 7, height: float = 3) -> Figure:

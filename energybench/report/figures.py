@@ -348,10 +348,13 @@ def history_trend(history: pd.DataFrame, metric: str) -> Figure:
         draw.not_measured(ax, f"{metric} is in {rows['run_id'].nunique() if not rows.empty else 0} saved run(s); "
                           "a trend needs two")  # fmt: skip
         return draw.stamp(figure, history)
-    colors = draw.model_colors([f"{m} {p}" for m, p in rows[["model", "precision"]].drop_duplicates().itertuples(
-        index=False)])  # fmt: skip
-    for (model, precision), part in rows.groupby(["model", "precision"], sort=True):
-        label = f"{model} {precision}"
+    rows = rows.assign(source_kind=rows["source_kind"].fillna("?"))
+    several_sources = rows.groupby("model")["source_kind"].nunique().max() > 1
+    series = rows.groupby(["model", "source_kind", "precision"], sort=True)
+    labels = {key: f"{key[0]} {key[2]}" + (f" ({key[1]})" if several_sources else "") for key in series.groups}
+    colors = draw.model_colors(list(labels.values()))
+    for key, part in series:  # a change of model source is its own line, never a step in one
+        label = labels[key]
         x, y = part["started_at"], part["display_value"].astype(float)
         ax.plot(x, y, marker="o", color=colors[label], label=label)
         if part["display_value_lo"].notna().any():
