@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from energybench.report import draw
 from energybench.report.figures import grouped
-from energybench.report.tidy import layer_correlations
+from energybench.report.tidy import layer_correlations, layer_series
 
 NO_LAYERS = "no {what} records in this run (run the layer benchmarks: metric '{metric}')"
 
@@ -90,22 +90,32 @@ def correlation_text(row: pd.Series) -> str:
 
 
 def correlation_heatmap(layers: pd.DataFrame) -> Figure:
-    """Spearman correlations between the per-layer energy, time and impact measures."""
-    matrix = layer_correlations(layers)
-    figure = draw.new_figure(7, 5.5)
+    """Spearman correlations between the per-layer energy, time and impact measures, per model x precision."""
+    series = layer_series(layers)
+    figure = draw.new_figure(max(7.0, 6.5 * len(series)), 5.5)
     figure.suptitle("Energy / impact correlations across layers (Spearman)")
-    ax = figure.add_subplot()
-    if matrix.empty:
-        draw.not_measured(ax, layer_reason(layers, "impact_score", "impact") if layers.empty else
-                          "fewer than two per-layer measures with three or more layers")  # fmt: skip
+    if not series:
+        draw.not_measured(figure.add_subplot(), layer_reason(layers, "impact_score", "impact"))
         return stamped_layers(figure, layers)
-    image = ax.imshow(matrix.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
+    for ax, (model, precision) in zip(figure.subplots(1, len(series), squeeze=False).ravel(), series):
+        ax.set_title(f"{model} {precision}", fontsize=10)
+        matrix = layer_correlations(layers, model, precision)
+        if matrix.empty:
+            draw.not_measured(ax, "fewer than two per-layer measures with three or more layers")
+            continue
+        heatmap(figure, ax, matrix)
+    return stamped_layers(figure, layers)
+
+
+def heatmap(figure: Figure, ax, matrix: pd.DataFrame) -> None:
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(values, vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks(np.arange(len(matrix)), matrix.columns, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(np.arange(len(matrix)), matrix.index, fontsize=8)
-    for (i, j), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
-        ax.text(j, i, "-" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7)
-    figure.colorbar(image, ax=ax, label="Spearman rho")
-    return stamped_layers(figure, layers)
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(j, i, "-" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if abs(value) > 0.6 else "black")  # fmt: skip
+    figure.colorbar(image, ax=ax, label="Spearman rho", shrink=0.8)
 
 
 def layer_reason(layers: pd.DataFrame, column: str, metric: str) -> str:

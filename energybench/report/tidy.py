@@ -228,9 +228,15 @@ LAYER_VARIABLES = {
 }
 
 
-def layer_correlations(layers: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation between the per-layer variables that were measured (at least 3 layers)."""
+def layer_series(layers: pd.DataFrame) -> list[tuple[str, str]]:
+    """(model, precision) pairs that hold per-layer rows."""
     rows = layers[layers["level"] == "layer"] if not layers.empty else layers
+    return sorted(set(zip(rows["model"], rows["precision"]))) if not rows.empty else []
+
+
+def layer_correlations(layers: pd.DataFrame, model: str, precision: str) -> pd.DataFrame:
+    """Spearman correlation between one model x precision's per-layer measures (at least 3 layers)."""
+    rows = layers[(layers["level"] == "layer") & (layers["model"] == model) & (layers["precision"] == precision)]
     columns = [c for c in LAYER_VARIABLES if c in rows and rows[c].notna().sum() >= 3 and rows[c].nunique() > 1]
     if len(columns) < 2:
         return pd.DataFrame()
