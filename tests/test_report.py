@@ -337,3 +337,12 @@ def test_history_takes_earlier_runs_of_the_same_machine_only(tmp_path):
         store.save_run(run, tmp_path)
     folder = tmp_path / "runs" / current.run_id
     assert [r.run_id for r in build.history_runs(folder, store.load_run(folder))] == [first.run_id, current.run_id]
+
+
+@pytest.mark.parametrize("args, ini, expected", [((), "", False), (("--report",), "", True),
+                                                 ((), "energybench_report = true\n", True)])  # fmt: skip
+def test_report_option_and_its_ini_twin(pytester, args, ini, expected):
+    from energybench.plugin import raw_options
+
+    pytester.makeini("[pytest]\n" + ini)
+    assert raw_options(pytester.parseconfig(*args))["report"] is expected
