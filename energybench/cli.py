@@ -107,6 +107,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- report (issue 6) ---------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from energybench.report.build import ReportError, build_report
+
+    try:
+        folder = build_report(args.run, compare=args.compare, out=args.out, reports_dir=args.reports_dir)
+    except ReportError as error:
+        print(f"energybench report: {error}", file=sys.stderr)
+        return 2
+    print(f"energybench: report written to {folder / 'index.html'}")
+    return 0
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="figures (PNG + SVG) and one HTML page for a saved run")
+    report.add_argument("run", metavar="RUN", help="a run folder, a run id under --reports-dir, or 'latest'")
+    report.add_argument("--compare", metavar="RUN", help="a baseline run to compare with (folder, id or 'latest')")
+    report.add_argument("--out", type=Path, metavar="DIR", help="where to write the report [<run folder>/report]")
+    report.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help="[reports]")
+    report.set_defaults(func=cmd_report)
+
+
+# -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from energybench.compare import FORMATS, directed_metrics
 
@@ -139,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("import", parents=[common], help="merge runs from other histories (e.g. CI artifacts)")
     merge.add_argument("sources", nargs="+", type=Path, help="run folders or reports folders")
     merge.set_defaults(func=cmd_import)
+    add_report_parser(sub)
     return parser
 
 

@@ -138,12 +138,14 @@ def load_cached(folder: Path, recipe: Recipe) -> Embedded:
 
 def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
     """Train into a temporary folder beside ``folder`` and rename it into place (atomic)."""
+    from energybench.progress import Prefixed
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     discard_stale_staging(folder)
     staging = Path(tempfile.mkdtemp(prefix=f".build-{folder.name}-", dir=folder.parent))
     try:
         start = time.perf_counter()
-        model, tokenizer, loss, file = train(recipe, lambda message: progress(f"{name}: {message}"))
+        model, tokenizer, loss, file = train(recipe, Prefixed(progress, name))
         seconds = time.perf_counter() - start
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -397,6 +399,11 @@ def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list
 
 
 def report(progress: Progress | None, step: int, steps: int, recent: list[float]) -> None:
-    """About every 10 % of the steps: ``step 200/600 loss 0.410`` (mean of the last 50 steps)."""
+    """A bar in a terminal; else about every 10 % of the steps: ``step 200/600 loss 0.410`` (mean of the
+    last 50 steps)."""
+    from energybench.progress import advance
+
+    if advance(progress, "training", step + 1, steps):
+        return
     if progress and (step + 1) % max(1, steps // 10) == 0:
         progress(f"step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.progress import advance
+
 
 @dataclass(frozen=True)
 class Accuracy:
@@ -69,6 +71,7 @@ def predict_labels(
     device: torch.device,
     max_len: int = 512,
     pad_to: int | None = None,
+    progress: Any = None,
 ) -> list[int]:
     """Predicted SST-2 labels. Length-sorted dynamic padding unless ``pad_to`` fixes the length."""
     items = encode_unpadded(tokenizer, sentences, pad_to or max_len)
@@ -83,12 +86,14 @@ def predict_labels(
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         for i, label in zip(chunk, mapping[logits.argmax(-1).cpu()].tolist()):
             predictions[i] = label
+        advance(progress, "accuracy", start + len(chunk), len(order))
     return predictions
 
 
-def accuracy(model, tokenizer, examples, *, batch_size, device, pad_to=None) -> Accuracy:
+def accuracy(model, tokenizer, examples, *, batch_size, device, pad_to=None, progress=None) -> Accuracy:
     predictions = predict_labels(
-        model, tokenizer, [s for s, _ in examples], batch_size=batch_size, device=device, pad_to=pad_to
+        model, tokenizer, [s for s, _ in examples], batch_size=batch_size, device=device, pad_to=pad_to,
+        progress=progress,
     )
     correct = sum(int(p == label) for p, (_, label) in zip(predictions, examples))
     padding = f"fixed to {pad_to}" if pad_to else "length-sorted dynamic"
@@ -117,6 +122,7 @@ def perplexity(
     batch_size: int,
     device: torch.device,
     max_windows: int | None = None,
+    progress: Any = None,
 ) -> Perplexity:
     """Token-weighted strided perplexity of a 1-D token sequence (HF perplexity guide).
 
@@ -128,6 +134,7 @@ def perplexity(
     windows = strided_windows(int(input_ids.numel()), context, stride)[:max_windows]
     nll_sum, scored = 0.0, 0
     for start in range(0, len(windows), batch_size):
+        advance(progress, "perplexity", start, len(windows))
         group = windows[start : start + batch_size]
         for length in sorted({end - begin for begin, end, _ in group}):  # the last window may be short
             same = [w for w in group if w[1] - w[0] == length]
@@ -140,4 +147,5 @@ def perplexity(
                 nll_sum += float(token_nll[row, first - 1 :].sum())
                 scored += length - first
     nll = nll_sum / scored
+    advance(progress, "perplexity", len(windows), len(windows))
     return Perplexity(math.exp(nll), nll, scored, len(windows), context, stride, int(input_ids.numel()))

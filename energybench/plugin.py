@@ -73,6 +73,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(f"energybench_{dest}", f"default for --{name}", default=None)
     group.addoption("--no-save", dest="energybench_no_save", action="store_true", default=False,
                     help="do not save the run under the reports dir")  # fmt: skip
+    group.addoption("--report", dest="energybench_report", action="store_true", default=False,
+                    help="write the figures and HTML report of the saved run into <run>/report/ [off]")  # fmt: skip
+    parser.addini("energybench_report", "default for --report (true/false)", type="bool", default=False)
 
 
 def raw_options(config: pytest.Config) -> dict[str, Any]:
@@ -81,6 +84,7 @@ def raw_options(config: pytest.Config) -> dict[str, Any]:
         dest = name.replace("-", "_")
         raw[dest] = config.getoption(f"energybench_{dest}") or config.getini(f"energybench_{dest}") or None
     raw["no_save"] = config.getoption("energybench_no_save")
+    raw["report"] = config.getoption("energybench_report") or config.getini("energybench_report")
     return raw
 
 
@@ -146,15 +150,21 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def progress_printer(config: pytest.Config) -> Any:
-    def show(message: str) -> None:
+    """Lines (always) and bars (in a terminal, not in CI) that reach the terminal mid-test."""
+    import contextlib
+
+    from energybench.progress import TerminalProgress
+
+    def write(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or capture is None:
-            return
-        with capture.global_and_fixture_disabled():  # progress must reach the terminal mid-test
+        if reporter is not None:
             reporter.write_line(f"energybench: {message}")
 
-    return show
+    def uncaptured() -> Any:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
+    return TerminalProgress(write, uncaptured)
 
 
 def bench_session(config: pytest.Config) -> Any:
@@ -280,6 +290,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.workeroutput["energybench"] = bench.worker_output(config.workerinput["workerid"])
         return
     bench.finish()
+    bench.write_report()
     if bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
         from energybench.compare import REGRESSION_EXIT_STATUS
 
@@ -302,6 +313,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"energybench: baseline {name} saved to {bench.baseline_path}")
     if bench.comparison is not None:
         write_comparison(terminalreporter, bench.comparison, bench.settings.compare)
+    if bench.report_note:
+        terminalreporter.write_line(f"energybench: {bench.report_note}")
 
 
 def write_comparison(terminalreporter: Any, comparison: Any, reference: str) -> None:

@@ -58,6 +58,7 @@ class BenchSession:
         self.records: list[Record] = []
         self.recorded_tests: set[str] = set()
         self.saved_path: Path | None = None
+        self.report_note: str | None = None  # where --report wrote the report, or why it did not
         self.device: Any = None
         self._loaded: dict[str, LoadedModel] = {}
         self._prepared: tuple[tuple[str, str], Prepared] | None = None
@@ -168,8 +169,10 @@ class BenchSession:
         key = (model, precision, metric)
         if key not in self._quality:
             from energybench import suite
+            from energybench.progress import Prefixed
 
-            self._quality[key] = suite.quality(self.prepared(model, precision), metric, self.settings)
+            progress = Prefixed(self.progress, f"{model} {precision}") if self.progress else None
+            self._quality[key] = suite.quality(self.prepared(model, precision), metric, self.settings, progress)
         return self._quality[key]
 
     # -- records and the run --------------------------------------------------------------
@@ -257,6 +260,24 @@ class BenchSession:
     def merge_worker(self, output: dict[str, Any]) -> None:
         self.records.extend(Record.from_dict(r) for r in output["records"])
         self.workers[output["worker"]] = output
+    def write_report(self) -> None:
+        """With --report: the figures and HTML page of the run just saved, or why there are none."""
+        if not self.settings.report:
+            return
+        if self.saved_path is None:
+            self.report_note = "report not written: no run was saved (nothing measured, or --no-save)"
+            return
+        from energybench.report.build import ReportError, build_report
+
+        try:
+            folder = build_report(self.saved_path, compare=self.settings.compare_path)
+            self.report_note = f"report written to {folder / 'index.html'}"
+        except ReportError as error:
+            self.report_note = f"report not written: {error}"
+        except Exception as error:  # noqa: BLE001 - the run is saved; a drawing bug must not hide that
+            self.report_note = (f"report not written: {type(error).__name__}: {error} "
+                                f"(the run is saved; retry with: energybench report {self.saved_path})")  # fmt: skip
+
 
 def checkpoint_task(path: Path | None) -> str | None:
     """Best-effort task of a checkpoint folder at collection time; activate() reports any problem."""

@@ -64,6 +64,7 @@ class Settings:
     fail_on: str | None = None
     save_baseline: str | None = None
     impact_samples: int | None = None  # None: energybench.study.DEFAULT_IMPACT_SAMPLES
+    report: bool = False
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {"accuracy": self.accuracy_budget_pp, "perplexity": self.perplexity_budget_pct,
@@ -227,6 +228,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         ),
         impact_samples=positive_int("--impact-samples", raw.get("impact_samples"), allow_none=True),
         **gate_settings(raw, reports),
+        report=bool(raw.get("report")),
     )  # fmt: skip
 
 

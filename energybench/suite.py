@@ -40,13 +40,13 @@ def eval_text(prepared: Prepared) -> tuple[str, Any]:
     return data.wikitext2("test.tokens" if prepared.loaded.source.kind == "embedded" else "test.raw")
 
 
-def quality(prepared: Prepared, metric: str, settings: Settings) -> Quality:
+def quality(prepared: Prepared, metric: str, settings: Settings, progress: Any = None) -> Quality:
     if metric == "accuracy":
-        return accuracy_quality(prepared, settings)
-    return perplexity_quality(prepared, settings)
+        return accuracy_quality(prepared, settings, progress)
+    return perplexity_quality(prepared, settings, progress)
 
 
-def accuracy_quality(prepared: Prepared, settings: Settings) -> Quality:
+def accuracy_quality(prepared: Prepared, settings: Settings, progress: Any = None) -> Quality:
     from energybench import metrics
 
     examples, file = eval_examples(prepared, settings)
@@ -56,12 +56,13 @@ def accuracy_quality(prepared: Prepared, settings: Settings) -> Quality:
         examples,
         batch_size=settings.batch_size,
         device=prepared.device,
+        progress=progress,
     )
     method = f"SST-2 validation accuracy, argmax over {result.total} sentences, {result.padding} padding"
     return Quality(result.accuracy, "fraction", method, file_dict(file), dataclasses.asdict(result))
 
 
-def perplexity_quality(prepared: Prepared, settings: Settings) -> Quality:
+def perplexity_quality(prepared: Prepared, settings: Settings, progress: Any = None) -> Quality:
     from energybench import metrics
 
     text, file = eval_text(prepared)
@@ -70,7 +71,7 @@ def perplexity_quality(prepared: Prepared, settings: Settings) -> Quality:
     stride = settings.ppl_stride or max(context // 2, 1)
     result = metrics.perplexity(
         prepared.model, input_ids, context=context, stride=stride, batch_size=settings.batch_size,
-        device=prepared.device, max_windows=settings.max_samples,
+        device=prepared.device, max_windows=settings.max_samples, progress=progress,
     )  # fmt: skip
     method = (
         f"strided sliding-window perplexity (HF guide), context {context}, stride {stride}, "

@@ -24,7 +24,7 @@ def note(record: Record) -> str:
         return f"{record.status}: {record.reason}"
     parts = []
     if record.metric in ("energy", "power", "co2"):
-        parts.append(record.method.split(" on ")[0])  # e.g. "estimated: codecarbon" -- provenance first
+        parts.append(provenance(record.method))  # e.g. "estimated: codecarbon" -- provenance first
     if record.timing:
         t = record.timing
         parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
@@ -34,6 +34,14 @@ def note(record: Record) -> str:
         b = record.budget
         parts.append(f"loss {b.loss:+.2f} {b.unit} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")
     return "; ".join(parts)
+
+
+def provenance(method: str) -> str:
+    """``estimated: codecarbon`` out of an energy-like method (co2's quotes the energy method after its own)."""
+    for part in method.split("; "):
+        if part.split(":", 1)[0] in ("measured", "sampled", "estimated", "apportioned"):
+            return part.split(" on ")[0]
+    return method.split(" on ")[0]
 
 
 def summary_table(records: list[Record]) -> list[str]:

@@ -99,3 +99,13 @@ def test_bad_input_is_one_line_with_exit_2_and_the_history_is_untouched(tmp_path
 def test_history_of_an_empty_reports_dir_says_so(tmp_path, capsys):
     assert cli.main(["history", "--metric", "latency", "--reports-dir", str(tmp_path)]) == 2
     assert "empty history" in capsys.readouterr().err
+
+
+def test_pandas_gets_a_run_or_the_whole_history_in_one_call(tmp_path):
+    import energybench
+
+    a, b = history_with_two_runs(tmp_path)
+    frame = energybench.run_frame(a.name, reports_dir=tmp_path)
+    assert list(frame["metric"]) == ["latency"] and frame["value"].iloc[0] == pytest.approx(0.01005)
+    history = energybench.history_frame(tmp_path)
+    assert sorted(history["run_id"]) == [a.name, b.name]

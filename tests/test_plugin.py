@@ -64,8 +64,8 @@ def test_a_budget_breach_fails_that_test_with_one_message(suite):
         import dataclasses
         from energybench import suite as measure
         real = measure.quality
-        def degraded(prepared, metric, settings):
-            result = real(prepared, metric, settings)
+        def degraded(prepared, metric, settings, *more):
+            result = real(prepared, metric, settings, *more)
             if prepared.precision == "int8":
                 result = dataclasses.replace(result, value=0.5)
             return result
@@ -207,3 +207,16 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     folder = next((suite.path / "reports" / "runs").iterdir())
     assert (folder / "layers.csv").read_text().startswith("model,precision,layer,layer_type")
     assert "per_layer" in (folder / "correlations.csv").read_text()
+
+
+def test_report_option_writes_the_report_of_the_saved_run(suite):
+    result = suite.runpytest_subprocess(
+        "benchmarks", "--model-source", "shape-only", "--precision", "int8", "--metric", "size", "--report", *FAST
+    )
+    result.assert_outcomes(passed=1)
+    run = saved_runs(suite)[0]
+    page = suite.path / "reports" / "runs" / run["run_id"] / "report" / "index.html"
+    result.stdout.fnmatch_lines([f"energybench: report written to {page}"])
+    text = page.read_text()
+    assert "overview-distilbert" in text and "Not measured" in text and "shape-only" in text
+    assert (page.parent / "overview-distilbert.png").is_file() and (page.parent / "overview-distilbert.svg").is_file()

@@ -1,0 +1,210 @@
+"""The report pipeline: load the run(s), tidy them, draw every figure, write PNG (300 DPI) + SVG
+per figure and one index.html, atomically, into ``<run folder>/report/`` (or ``out``)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from energybench.progress import progress_bar
+from energybench.records import Run, SchemaError
+from energybench.report import draw, figures, layer_figures, tidy
+from energybench.report.deltas import delta_frame
+from energybench.report.html import RenderedFigure, page
+from energybench.store import list_runs, load_run
+
+PNG_DPI = 300
+REPORT_FOLDER = "report"
+MARKER = ".energybench-report"  # marks a folder this code wrote, so replacing it never deletes anything else
+TREND_METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy", "co2")
+
+
+class ReportError(Exception):
+    """A report that cannot be built; the message is one line a user can act on."""
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    name: str
+    title: str
+    caption: str
+    draw: Callable[[], Figure]
+
+
+def resolve_run(spec: str | Path, reports_dir: Path) -> Path:
+    """A run folder, a run.json, a run id under ``reports_dir`` or ``latest`` -> the run folder."""
+    text = str(spec)
+    if text == "latest":
+        runs = list_runs(reports_dir)
+        if not runs:
+            raise ReportError(f"latest: no saved runs under {Path(reports_dir) / 'runs'}")
+        return runs[-1]
+    path = Path(spec)
+    if path.exists():
+        return path.parent if path.is_file() else path
+    by_id = Path(reports_dir) / "runs" / text
+    if by_id.is_dir():
+        return by_id
+    raise ReportError(f"{text}: no such run folder, and no run with that id under {Path(reports_dir) / 'runs'}; "
+                      "give a run folder, a run id or 'latest'")  # fmt: skip
+
+
+def load(folder: Path) -> Run:
+    try:
+        run = load_run(folder)
+    except SchemaError as error:
+        raise ReportError(str(error)) from None
+    if not run.records:
+        raise ReportError(f"{folder}: the run has no records; there is nothing to report")
+    return run
+
+
+def history_runs(folder: Path, run: Run) -> list[Run]:
+    """The runs saved beside this one (same reports dir) up to and including it, on the same machine
+    fingerprint (a trend across machines would mix hardware into it); unreadable ones skipped."""
+    if folder.parent.name != "runs":
+        return [run]
+    runs = []
+    for path in list_runs(folder.parent.parent):
+        try:
+            other = run if path.resolve() == folder.resolve() else load_run(path)
+        except SchemaError:
+            continue
+        same_machine = other.machine.get("fingerprint") == run.machine.get("fingerprint")
+        if other.records and same_machine and other.started_at <= run.started_at:
+            runs.append(other)
+    return runs or [run]
+
+
+def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[FigureJob]:
+    frame, layers = tidy.run_frame(run), tidy.layer_frame(run)
+    jobs = [FigureJob(f"overview-{model}", f"{model}: overview", "Latency and throughput with IQR whiskers over "
+                      "the timed rounds; speedup vs fp32; energy per item (hatched = estimated); quality; size.",
+                      lambda m=model: figures.overview(frame, m)) for model in sorted(frame["model"].unique())]
+    jobs += [
+        FigureJob("speed-quality", "Speed vs quality trade-off", "Speedup against quality loss, each vs fp32.",
+                  lambda: figures.speed_quality_tradeoff(frame)),
+        FigureJob("energy-by-layer-type", "Energy by layer type", "Energy per sample apportioned by hook time.",
+                  lambda: layer_figures.energy_by_layer_type(layers)),
+        FigureJob("impact-by-layer-type", "Impact by layer type", "Ablation impact score per layer type.",
+                  lambda: layer_figures.impact_by_layer_type(layers)),
+        FigureJob("energy-vs-impact", "Energy vs impact", "Per layer, with the recorded correlations.",
+                  lambda: layer_figures.energy_vs_impact(layers)),
+        FigureJob("layer-correlations", "Energy / impact correlations", "Spearman rho between per-layer measures.",
+                  lambda: layer_figures.correlation_heatmap(layers)),
+        FigureJob("model-comparison", "Model vs model", "Each model's gain over its own fp32, per metric.",
+                  lambda: figures.model_comparison(frame)),
+        FigureJob("metric-bars", "Accuracy, latency, memory, size, emissions", "By model and precision.",
+                  lambda: figures.metric_bars(frame)),
+        FigureJob("accuracy-vs-latency", "Accuracy vs latency", "Median latency with IQR whiskers.",
+                  lambda: figures.accuracy_vs_latency(frame)),
+        FigureJob("radar", "Radar per model", "Gain over fp32 on every measured axis; fp32 is the dashed ring.",
+                  lambda: figures.radar(frame)),
+        FigureJob("emissions", "Emissions per item", "CO2eq per item; hatched = estimated.",
+                  lambda: figures.emissions_bars(frame)),
+        FigureJob("emissions-reduction", "Emissions reduction vs fp32", "In %; hatched = estimated.",
+                  lambda: figures.emissions_reduction(frame)),
+        FigureJob("emissions-vs-size", "Emissions vs model size", "Hollow markers = estimated emissions.",
+                  lambda: figures.emissions_vs_size(frame)),
+        FigureJob("mixed-plan", "Mixed-precision plan", "Predicted vs measured quality loss and energy saving.",
+                  lambda: figures.plan_predicted_vs_measured(frame)),
+    ]  # fmt: skip
+    jobs += trend_jobs(history, frame)
+    if baseline is not None:
+        deltas = delta_frame(baseline, run)
+        jobs.append(FigureJob("comparison", f"Comparison with {baseline.run_id}", "Change vs the baseline run.",
+                              lambda: figures.comparison(deltas, frame)))  # fmt: skip
+    return jobs
+
+
+def trend_jobs(history: pd.DataFrame, frame: pd.DataFrame) -> list[FigureJob]:
+    metrics = [m for m in TREND_METRICS if not tidy.measured(frame, m).empty]
+    if history.empty or history["run_id"].nunique() < 2:
+        only = history if not history.empty else frame
+        return [FigureJob("history", "History", "Trends need two or more saved runs in the same reports folder.",
+                          lambda: draw.not_measured_figure("History", "only one saved run (on this machine) in this "
+                                                           "reports folder; a trend needs two", only))]  # fmt: skip
+    caption = ("Median per run saved in this reports folder on the same machine fingerprint; whiskers are the "
+               "IQR where rounds exist.")  # fmt: skip
+    return [FigureJob(f"history-{m}", f"History: {m}", caption, lambda m=m: figures.history_trend(history, m))
+            for m in metrics]  # fmt: skip
+
+
+def render(job: FigureJob, folder: Path) -> RenderedFigure:
+    figure = job.draw()
+    svg = folder / f"{job.name}.svg"
+    figure.savefig(folder / f"{job.name}.png", dpi=PNG_DPI)
+    figure.set_layout_engine("none")  # keep the layout the PNG computed: the SVG needs no second pass
+    figure.savefig(svg)
+    missing = [" ".join(t.get_text().split()).removeprefix("not measured: ") for ax in figure.axes for t in ax.texts
+               if t.get_gid() == draw.NOT_MEASURED_GID]  # fmt: skip
+    encoded = base64.b64encode(svg.read_bytes()).decode("ascii")
+    return RenderedFigure(job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing)
+
+
+def build_report(run_path: str | Path, compare: str | Path | None = None, out: str | Path | None = None,
+                 reports_dir: str | Path = "reports") -> Path:  # fmt: skip
+    """Write the report of one run (optionally compared with a baseline run) and return its folder."""
+    folder = resolve_run(run_path, Path(reports_dir))
+    run = load(folder)
+    baseline = load(resolve_run(compare, Path(reports_dir))) if compare is not None else None
+    target = Path(out) if out is not None else folder / REPORT_FOLDER
+    staging = staging_folder(target)
+    try:
+        history = tidy.history_frame(history_runs(folder, run))
+        jobs = figure_jobs(run, history, baseline)
+        rendered = [render(job, staging) for job in progress_bar(jobs, desc="energybench report", unit="figure")]
+        deltas = delta_frame(baseline, run) if baseline is not None else None
+        (staging / "index.html").write_text(page(run, rendered, deltas, baseline), encoding="utf-8")
+        (staging / MARKER).write_text(f"energybench report of run {run.run_id}\n", encoding="utf-8")
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def staging_folder(target: Path) -> Path:
+    """A hidden temporary folder beside the target, so the final rename is atomic."""
+    if target.exists() and not replaceable(target):
+        raise ReportError(f"{target}: exists and is not an energybench report folder; give --out a new or empty "
+                          "folder (an earlier report there is replaced)")  # fmt: skip
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    except OSError as error:
+        raise ReportError(f"{target}: cannot write the report there ({error.strerror or error}); "
+                          "choose another folder with --out") from None  # fmt: skip
+
+
+def replaceable(target: Path) -> bool:
+    """An earlier report (it holds the marker) or an empty folder; never a file or someone's folder."""
+    try:
+        return target.is_dir() and ((target / MARKER).is_file() or not any(target.iterdir()))
+    except OSError:
+        return False
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Swap the finished report into place; an older report is removed only after the swap."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
+        os.rename(target, old / target.name)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if old is not None:
+            os.rename(old / target.name, target)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,274 @@
+"""Records -> tidy pandas DataFrames: one row per record (a run or a history of runs), one row
+per layer or layer type, and the derived tables figures draw (ratios vs fp32, plans, correlations).
+
+Figures only draw what these functions extract; no figure computes a number of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from energybench.records import Record, Run
+from energybench.store import flat_row
+
+LOWER_IS_BETTER = {"latency", "memory", "size", "energy", "power", "co2", "perplexity", "layer-energy"}
+ENERGY_METRICS = {"energy", "power", "co2", "layer-energy"}
+BASES = ("measured", "sampled", "estimated", "apportioned")
+PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8", "mixed")
+DISPLAY = {  # unit -> (factor, display unit)
+    "s": (1e3, "ms"),
+    "bytes": (1 / 2**20, "MiB"),
+    "fraction": (100.0, "%"),
+}
+LAYER_COLUMNS = (
+    "model", "precision", "level", "layer", "layer_type", "calls", "time_s_per_sample", "share",
+    "energy_j_per_sample", "energy_basis", "ablation", "kl_mean", "kl_lo", "kl_hi", "quality_delta",
+    "impact_score", "sensitivity_int8", "sensitivity_fp16", "spearman_rho", "pearson_r", "corr_n", "source_kind",
+)  # fmt: skip
+
+
+def run_frame(run: Run) -> pd.DataFrame:
+    """One row per record: the run's identity and machine, the flat record, and display columns."""
+    rows = [record_row(run, record) for record in run.records]
+    frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
+    return frame
+
+
+def history_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    """Many runs' frames stacked, oldest first, with ``started_at`` as a timestamp."""
+    frames = [run_frame(run) for run in runs if run.records]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
+    return frame.sort_values("started_at", kind="stable").reset_index(drop=True)
+
+
+def record_row(run: Run, record: Record) -> dict[str, Any]:
+    row = {
+        "run_id": run.run_id,
+        "started_at": run.started_at,
+        "commit": (run.commit.get("id") or "")[:10] or None,
+        "commit_dirty": run.commit.get("dirty"),
+        "fingerprint": run.machine.get("fingerprint"),
+        **flat_row(record),
+        "energy_basis": energy_basis(record),
+        "rounds_s": record.timing.rounds_s if record.timing else None,
+        "details": record.details,
+    }
+    row["value_lo"], row["value_hi"] = spread(record)
+    factor, unit = DISPLAY.get(record.unit, (1.0, record.unit))
+    row["display_unit"] = unit
+    for key in ("value", "value_lo", "value_hi"):
+        row[f"display_{key}"] = None if row[key] is None else row[key] * factor
+    return row
+
+
+def energy_basis(record: Record) -> str | None:
+    """How an energy-like number was obtained: measured, sampled, estimated (or apportioned from one)."""
+    if record.metric not in ENERGY_METRICS:
+        return None
+    if record.metric == "layer-energy":
+        meter = record.details.get("meter") or {}
+        return f"apportioned ({meter['method']})" if meter.get("method") else "apportioned"
+    for part in record.method.split("; "):  # co2's method quotes the energy method after its own
+        head = part.split(":", 1)[0].strip()
+        if head in BASES:
+            return head
+    return None
+
+
+def spread(record: Record) -> tuple[float | None, float | None]:
+    """The interquartile range of the value, from the raw rounds, where rounds exist."""
+    timing = record.timing
+    if timing is None or record.value is None or len(timing.rounds_s) < 2:
+        return None, None
+    q1, q3 = (float(q) for q in np.percentile(timing.rounds_s, [25, 75]))
+    if record.unit == "s":
+        return q1, q3
+    if record.unit.endswith("/s"):  # a rate = items / median time: the slow quartile gives the low end
+        return record.value * timing.median_s / q3, record.value * timing.median_s / q1
+    return None, None
+
+
+def ordered_precisions(values: Iterable[str]) -> list[str]:
+    present = list(dict.fromkeys(values))
+    known = [p for p in PRECISION_ORDER if p in present]
+    return known + sorted(p for p in present if p not in PRECISION_ORDER)
+
+
+def measured(frame: pd.DataFrame, metric: str, model: str | None = None) -> pd.DataFrame:
+    """Rows of one metric (and model) that hold a value."""
+    if frame.empty:
+        return frame
+    rows = frame[(frame["metric"] == metric) & frame["value"].notna()]
+    return rows if model is None else rows[rows["model"] == model]
+
+
+def missing_reason(frame: pd.DataFrame, metric: str, model: str | None = None) -> str:
+    """Why a metric has no value: the records' own reasons, or that no record exists."""
+    if frame.empty:
+        return f"no {metric} record in this run"
+    rows = frame[frame["metric"] == metric]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    reasons = list(dict.fromkeys(str(r) for r in rows["reason"].dropna()))
+    if reasons:
+        return "; ".join(reasons[:2]) + (f" (+{len(reasons) - 2} more)" if len(reasons) > 2 else "")
+    return f"no {metric} record" + (f" for {model}" if model else "") + " in this run"
+
+
+def quality_metric(frame: pd.DataFrame, model: str) -> str:
+    rows = frame[(frame["model"] == model) & frame["metric"].isin(["accuracy", "perplexity"])]
+    return "perplexity" if (rows["metric"] == "perplexity").any() else "accuracy"
+
+
+def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each precision's value relative to fp32 of the same model: ``gain`` > 1 is better.
+
+    gain = fp32 / value for lower-is-better metrics (so latency gives the speedup), value / fp32
+    otherwise; ``change_pct`` is the plain change of the value; gain_lo/hi follow the IQR.
+    """
+    rows = measured(frame, metric)
+    base = rows[rows["precision"] == "fp32"].set_index("model")["value"]
+    rows = rows[rows["model"].isin(base.index)].copy()
+    fp32 = rows["model"].map(base)
+    lower = metric in LOWER_IS_BETTER
+    rows["fp32_value"] = fp32
+    rows["change_pct"] = (rows["value"] / fp32 - 1.0) * 100.0
+    rows["gain"] = fp32 / rows["value"] if lower else rows["value"] / fp32
+    lo, hi = (rows["value_hi"], rows["value_lo"]) if lower else (rows["value_lo"], rows["value_hi"])
+    rows["gain_lo"] = fp32 / lo if lower else lo / fp32
+    rows["gain_hi"] = fp32 / hi if lower else hi / fp32
+    return rows
+
+
+def quality_delta_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Quality change vs fp32 per model and precision, worse is positive: accuracy in points, perplexity in %."""
+    parts = []
+    for metric, unit in (("accuracy", "pp"), ("perplexity", "%")):
+        rel = relative_frame(frame, metric)
+        if rel.empty:
+            continue
+        loss = (rel["fp32_value"] - rel["value"]) * 100.0 if metric == "accuracy" else rel["change_pct"]
+        parts.append(rel.assign(quality_loss=loss, quality_unit=unit))
+    if not parts:
+        return relative_frame(frame, "accuracy").assign(quality_loss=pd.Series(dtype=float),
+                                                         quality_unit=pd.Series(dtype=object))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def source_labels(frame: pd.DataFrame) -> list[str]:
+    """'model: kind (checkpoint)' for every model of the frame that records a source."""
+    if frame.empty or "source_kind" not in frame:
+        return []
+    rows = frame.dropna(subset=["source_kind"]).drop_duplicates(["model", "source_kind", "checkpoint"])
+    labels = []
+    for row in rows.itertuples():
+        checkpoint = f" ({row.checkpoint})" if isinstance(row.checkpoint, str) and row.checkpoint else ""
+        labels.append(f"{row.model}: {row.source_kind}{checkpoint}")
+    return sorted(labels)
+
+
+def layer_frame(run: Run) -> pd.DataFrame:
+    """One row per layer and per layer type (``level``), energy and impact side by side."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for record in run.records:
+        if record.metric not in ("layer-energy", "impact"):
+            continue
+        for level in ("type", "layer"):
+            for item in record.details.get(f"per_{level}") or []:
+                key = (record.model, record.precision, level, item.get("layer") if level == "layer" else None,
+                       item.get("layer_type"))  # fmt: skip
+                row = rows.setdefault(key, base_layer_row(record, level, item))
+                row.update(layer_values(record, level, item))
+    frame = pd.DataFrame(list(rows.values()), columns=list(LAYER_COLUMNS))
+    frame.attrs["run_id"] = run.run_id
+    frame.attrs["reasons"] = {metric: [f"{r.model} {r.precision}: {r.reason}" for r in run.records
+                                       if r.metric == metric and r.value is None and r.reason]
+                              for metric in ("layer-energy", "impact")}  # fmt: skip
+    return frame
+
+
+def base_layer_row(record: Record, level: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {"model": record.model, "precision": record.precision, "level": level,
+            "layer": item.get("layer") if level == "layer" else None, "layer_type": item.get("layer_type"),
+            "source_kind": record.source.get("kind")}  # fmt: skip
+
+
+def layer_values(record: Record, level: str, item: dict[str, Any]) -> dict[str, Any]:
+    keep = ("calls", "time_s_per_sample", "share", "ablation", "kl_mean", "quality_delta", "impact_score")
+    values = {k: item[k] for k in keep if item.get(k) is not None}
+    if item.get("energy_j_per_sample") is not None:
+        values["energy_j_per_sample"] = item["energy_j_per_sample"]
+    if record.metric == "layer-energy":
+        values["energy_basis"] = energy_basis(record)
+        return values
+    ci = item.get("kl_ci95") or [None, None]
+    sensitivity = item.get("sensitivity") or {}
+    correlation = (record.details.get("correlation") or {}).get(f"per_{level}") or {}
+    values.update({"kl_lo": ci[0], "kl_hi": ci[1], "sensitivity_int8": sensitivity.get("int8"),
+                   "sensitivity_fp16": sensitivity.get("fp16"), "spearman_rho": correlation.get("spearman_rho"),
+                   "pearson_r": correlation.get("pearson_r"), "corr_n": correlation.get("n")})  # fmt: skip
+    return values
+
+
+LAYER_VARIABLES = {
+    "energy_j_per_sample": "energy / sample",
+    "time_s_per_sample": "time / sample",
+    "share": "time share",
+    "kl_mean": "KL (ablation)",
+    "quality_delta": "quality delta",
+    "impact_score": "impact score",
+    "sensitivity_int8": "int8 sensitivity",
+}
+
+
+def layer_series(layers: pd.DataFrame) -> list[tuple[str, str]]:
+    """(model, precision) pairs that hold per-layer rows."""
+    rows = layers[layers["level"] == "layer"] if not layers.empty else layers
+    return sorted(set(zip(rows["model"], rows["precision"]))) if not rows.empty else []
+
+
+def layer_correlations(layers: pd.DataFrame, model: str, precision: str) -> pd.DataFrame:
+    """Spearman correlation between one model x precision's per-layer measures (at least 3 layers)."""
+    rows = layers[(layers["level"] == "layer") & (layers["model"] == model) & (layers["precision"] == precision)]
+    columns = [c for c in LAYER_VARIABLES if c in rows and rows[c].notna().sum() >= 3 and rows[c].nunique() > 1]
+    if len(columns) < 2:
+        return pd.DataFrame()
+    matrix = rows[columns].astype(float).corr(method="spearman", min_periods=3)
+    return matrix.rename(index=LAYER_VARIABLES, columns=LAYER_VARIABLES)
+
+
+def plan_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mixed-precision plans: predicted vs measured quality loss and energy saving, per model."""
+    rows = []
+    quality = quality_delta_frame(frame)
+    energy = relative_frame(frame, "energy")
+    for record in frame[frame["precision"] == "mixed"].itertuples():
+        plan = record.details.get("plan") if isinstance(record.details, dict) else None
+        if not plan:
+            continue
+        if record.metric in ("accuracy", "perplexity"):
+            got = quality[(quality["model"] == record.model) & (quality["precision"] == "mixed")]
+            predicted = record.details.get("predicted_quality_delta", plan.get("predicted_quality_delta"))
+            unit = "pp" if record.metric == "accuracy" else "%"
+            rows.append(plan_row(record, f"{record.metric} loss ({unit})", predicted, got, "quality_loss"))
+        elif record.metric == "energy":
+            got = energy[(energy["model"] == record.model) & (energy["precision"] == "mixed")]
+            got = got.assign(saving_pct=-got["change_pct"])
+            rows.append(plan_row(record, "energy saving (%)", plan.get("predicted_energy_saving_pct"), got,
+                                 "saving_pct"))  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "quantity", "predicted", "measured", "reason", "layers", "budget"])
+
+
+def plan_row(record: Any, quantity: str, predicted: Any, got: pd.DataFrame, column: str) -> dict[str, Any]:
+    plan = record.details["plan"]
+    value = float(got[column].iloc[0]) if not got.empty else None
+    reason = None if value is not None else (record.reason or "no fp32 baseline of the same model in this run")
+    return {"model": record.model, "quantity": quantity, "predicted": predicted, "measured": value,
+            "reason": reason, "layers": len(plan.get("quantize") or []), "budget": plan.get("budget")}  # fmt: skip
