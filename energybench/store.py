@@ -181,6 +181,8 @@ def resolve_ref(ref: str, root: Path) -> Path:
     for candidate in candidates:
         if (candidate / RUN_FILE).is_file() or candidate.is_file():
             return candidate
+    if Path(ref).is_dir():
+        raise RunNotFound(f"{ref}: not a run (no {RUN_FILE}); runs live under <reports>/runs/<run_id>/")
     raise RunNotFound(
         f"{ref}: no run folder, run id, baseline or 'latest' by that name under {root}; "
         f"`energybench list` and `energybench baseline list` show what exists"

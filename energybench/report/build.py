@@ -19,7 +19,7 @@ from energybench.records import Run, SchemaError
 from energybench.report import draw, figures, layer_figures, tidy
 from energybench.report.deltas import delta_frame
 from energybench.report.html import RenderedFigure, page
-from energybench.store import list_runs, load_run
+from energybench.store import RUN_FILE, RunNotFound, list_runs, load_run, resolve_ref
 
 PNG_DPI = 300
 REPORT_FOLDER = "report"
@@ -40,21 +40,12 @@ class FigureJob:
 
 
 def resolve_run(spec: str | Path, reports_dir: Path) -> Path:
-    """A run folder, a run.json, a run id under ``reports_dir`` or ``latest`` -> the run folder."""
-    text = str(spec)
-    if text == "latest":
-        runs = list_runs(reports_dir)
-        if not runs:
-            raise ReportError(f"latest: no saved runs under {Path(reports_dir) / 'runs'}")
-        return runs[-1]
-    path = Path(spec)
-    if path.exists():
-        return path.parent if path.is_file() else path
-    by_id = Path(reports_dir) / "runs" / text
-    if by_id.is_dir():
-        return by_id
-    raise ReportError(f"{text}: no such run folder, and no run with that id under {Path(reports_dir) / 'runs'}; "
-                      "give a run folder, a run id or 'latest'")  # fmt: skip
+    """A run folder, a run.json, a run id, ``latest`` or a baseline name (store.resolve_ref) -> its path."""
+    try:
+        found = resolve_ref(str(spec), Path(reports_dir))
+    except RunNotFound as error:
+        raise ReportError(str(error)) from None
+    return found.parent if found.is_file() and found.name == RUN_FILE else found
 
 
 def load(folder: Path) -> Run:
@@ -154,6 +145,8 @@ def build_report(run_path: str | Path, compare: str | Path | None = None, out: s
                  reports_dir: str | Path = "reports") -> Path:  # fmt: skip
     """Write the report of one run (optionally compared with a baseline run) and return its folder."""
     folder = resolve_run(run_path, Path(reports_dir))
+    if folder.is_file() and out is None:
+        raise ReportError(f"{folder}: a baseline is one file, not a run folder; give --out DIR for its report")
     run = load(folder)
     baseline = load(resolve_run(compare, Path(reports_dir))) if compare is not None else None
     target = Path(out) if out is not None else folder / REPORT_FOLDER

@@ -28,37 +28,36 @@ def types(layers: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def energy_by_layer_type(layers: pd.DataFrame) -> Figure:
     """Energy per sample apportioned to each layer type by its time share; estimated meters hatched."""
-    rows = types(layers, "energy_j_per_sample")
-    figure = draw.new_figure(10, 4.5)
-    figure.suptitle("Energy by layer type (apportioned by time share)")
-    ax = figure.add_subplot()
-    if rows.empty:
-        draw.not_measured(ax, layer_reason(layers, "energy_j_per_sample", "layer-energy"))
-        return stamped_layers(figure, layers)
-    grouped(ax, rows.rename(columns={"series": "model x precision"}), "energy_j_per_sample", group="layer_type",
-            hue="model x precision")  # fmt: skip
-    ax.set_ylabel("energy per sample (J)")
-    ax.tick_params(axis="x", labelrotation=20)
-    ax.text(0.01, 0.99, "basis: " + ", ".join(sorted(rows["energy_basis"].dropna().unique())) +
-            ("  (hatched = from an estimated meter)" if rows["energy_basis"].map(draw.is_estimated).any() else ""),
-            transform=ax.transAxes, va="top", fontsize=7)  # fmt: skip
-    return stamped_layers(figure, layers)
+    figure, ax, rows = layer_type_bars(layers, "energy_j_per_sample", "layer-energy",
+                                       "Energy by layer type (apportioned by time share)", "energy per sample (J)")
+    if not rows.empty:
+        ax.text(0.01, 0.99, "basis: " + ", ".join(sorted(rows["energy_basis"].dropna().unique())) +
+                ("  (hatched = from an estimated meter)" if rows["energy_basis"].map(draw.is_estimated).any() else ""),
+                transform=ax.transAxes, va="top", fontsize=7)  # fmt: skip
+    return figure
 
 
 def impact_by_layer_type(layers: pd.DataFrame) -> Figure:
     """Prediction impact of ablating each layer type (impact score; KL and quality delta in the table)."""
-    rows = types(layers, "impact_score")
+    figure, _, _ = layer_type_bars(layers, "impact_score", "impact", "Prediction impact by layer type (ablation)",
+                                   "impact score")  # fmt: skip
+    return figure
+
+
+def layer_type_bars(layers: pd.DataFrame, column: str, metric: str, title: str, ylabel: str) -> tuple:
+    """Grouped bars of one per-type column, model x precision as hue; a "not measured" panel when empty."""
+    rows = types(layers, column)
     figure = draw.new_figure(10, 4.5)
-    figure.suptitle("Prediction impact by layer type (ablation)")
+    figure.suptitle(title)
     ax = figure.add_subplot()
     if rows.empty:
-        draw.not_measured(ax, layer_reason(layers, "impact_score", "impact"))
-        return stamped_layers(figure, layers)
-    grouped(ax, rows.rename(columns={"series": "model x precision"}), "impact_score", group="layer_type",
-            hue="model x precision")  # fmt: skip
-    ax.set_ylabel("impact score")
-    ax.tick_params(axis="x", labelrotation=20)
-    return stamped_layers(figure, layers)
+        draw.not_measured(ax, layer_reason(layers, column, metric))
+    else:
+        grouped(ax, rows.rename(columns={"series": "model x precision"}), column, group="layer_type",
+                hue="model x precision")  # fmt: skip
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="x", labelrotation=20)
+    return stamped_layers(figure, layers), ax, rows
 
 
 def energy_vs_impact(layers: pd.DataFrame) -> Figure:
