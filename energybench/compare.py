@@ -309,13 +309,18 @@ COLUMNS = ("model", "precision", "metric", "A", "B", "change", "verdict", "basis
 
 
 def row_cells(row: Row) -> list[str]:
-    change = "" if row.change_pct is None else f"{row.change_pct:+.2f} % worse" if row.change_pct >= 0 else \
-        f"{-row.change_pct:.2f} % better"  # fmt: skip
+    change = "" if row.change_pct is None else describe_change(row.change_pct)
     if row.change_pp is not None:
         change += f" ({row.change_pp:+.2f} pp lost)"
     verdict = row.verdict.upper() + (" -> FAIL " + row.limit if row.failed else "")
     return [row.model, row.precision, row.metric, fmt_value(row.value_a, row.unit), fmt_value(row.value_b, row.unit),
             change, verdict, row.basis]  # fmt: skip
+
+
+def describe_change(change_pct: float) -> str:
+    if abs(change_pct) < 0.005:
+        return "0.00 %"
+    return f"{change_pct:+.2f} % worse" if change_pct > 0 else f"{-change_pct:.2f} % better"
 
 
 def fmt_value(value: float | None, unit: str) -> str:

@@ -15,8 +15,8 @@ DEGRADE_INT8 = """
 import dataclasses
 from energybench import suite as measure
 real = measure.quality
-def degraded(prepared, metric, settings):
-    result = real(prepared, metric, settings)
+def degraded(prepared, metric, settings, *args, **kwargs):
+    result = real(prepared, metric, settings, *args, **kwargs)
     if prepared.precision == "int8":
         result = dataclasses.replace(result, value=result.value - 0.02)
     return result

@@ -314,8 +314,8 @@ def test_bad_input_is_one_line_and_exit_status_2(case, saved, tmp_path, capsys):
     assert cli.main(["report", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("energybench report: ")
-    expected = {"missing": "no run folder, run id, baseline or 'latest'", "not-a-run": "not a run (no run.json)", "no-records": "no records",
-                "unwritable": "cannot write the report there", "no-latest": "no saved runs",
+    expected = {"missing": "no run folder, run id, baseline or 'latest'", "not-a-run": "not a run (no run.json)",
+                "no-records": "no records", "unwritable": "cannot write the report there", "no-latest": "no saved runs",
                 "foreign-out": "is not an energybench report folder"}[case]
     assert expected in err
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp")]
