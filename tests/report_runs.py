@@ -70,7 +70,7 @@ def layer_records(model: str = "distilbert") -> list[Record]:
     stats = {"n": 6, "pearson_r": 0.93, "pearson_p": 0.01, "pearson_ci95": [0.5, 0.99], "spearman_rho": 0.89,
              "spearman_p": 0.02, "spearman_ci95": [0.3, 0.98]}
     plan = {"budget": 1.0, "quantize": ["layer.1", "layer.2"], "precision_of_quantized": "int8",
-            "predicted_quality_delta": 0.4, "predicted_energy_saving_pct": 20.0}
+            "predicted_quality_delta": -0.4, "predicted_loss": 0.4, "predicted_energy_saving_pct": 20.0}
     common = {"source": SOURCES[model], "device": "cpu"}
     return [
         Record(model, "fp32", "layer-energy", 0.5, "J/sample", method="apportioned", timing=timed(0.02),
@@ -80,7 +80,7 @@ def layer_records(model: str = "distilbert") -> list[Record]:
                details={"samples": 64, "per_layer": impact_layers, "per_type": impact_types,
                         "correlation": {"per_layer": stats, "per_type": stats}, "plan": plan}, **common),
         Record(model, "mixed", "accuracy", 0.797, "fraction", method="eval",
-               details={"plan": plan, "predicted_quality_delta": 0.4}, **common),
+               details={"plan": plan, "predicted_quality_delta": -0.4}, **common),
         Record(model, "mixed", "energy", 0.42, "J/sample", method="estimated: codecarbon", details={"plan": plan},
                **common),
     ]  # fmt: skip

@@ -255,7 +255,7 @@ def plan_frame(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         if record.metric in ("accuracy", "perplexity"):
             got = quality[(quality["model"] == record.model) & (quality["precision"] == "mixed")]
-            predicted = record.details.get("predicted_quality_delta", plan.get("predicted_quality_delta"))
+            predicted = plan.get("predicted_loss")  # a loss like Budget.loss (positive = worse), not the signed delta
             unit = "pp" if record.metric == "accuracy" else "%"
             rows.append(plan_row(record, f"{record.metric} loss ({unit})", predicted, got, "quality_loss"))
         elif record.metric == "energy":
