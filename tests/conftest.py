@@ -9,6 +9,18 @@ import pytest
 import torch
 
 
+def pytest_configure(config):
+    # Import, once and before any pytester test, the modules transformers and torch import lazily:
+    # pytester restores sys.modules after each test, and a re-import would register torch ops twice.
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers import (  # noqa: F401
+        BertForSequenceClassification,
+        DistilBertForSequenceClassification,
+        GPT2LMHeadModel,
+    )
+
+
 def pytest_collection_modifyitems(items):
     for item in items:  # warnings are errors in the harness's own tests
         item.add_marker(pytest.mark.filterwarnings("error"), append=False)
