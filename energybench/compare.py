@@ -21,11 +21,11 @@ source and revision, precision implementation, shape, data file and device. Othe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ class CompareError(ValueError):
 
 
 # -- --fail-on ------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Limit:
     metric: str
     amount: float  # always positive: how much worse is tolerated
@@ -95,7 +95,7 @@ def directed_metrics() -> tuple[str, ...]:
 
 
 # -- one row --------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Row:
     model: str
     precision: str
@@ -225,7 +225,7 @@ def record_incomparability(a: Record, b: Record) -> str | None:
 
 
 # -- two runs -------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class Comparison:
     run_a: str
     run_b: str
@@ -279,10 +279,10 @@ def compare_pair(key: tuple[str, str, str], a: Record | None, b: Record | None, 
     if metric == "accuracy":
         base["change_pp"] = (a.value - b.value) * 100.0
     gated = not is_estimated(a) and not is_estimated(b)
-    row = Row(**{**base, "change_pct": found.pop("change_pct")}, **found, gated=gated)
     if not gated:
-        row = replace_row(row, basis=row.basis + "; estimated energy: shown, never gated")
-    return replace_row(row, failed=breaches(row, limit))
+        found["basis"] += "; estimated energy: shown, never gated"
+    row = Row(**{**base, "change_pct": found.pop("change_pct")}, **found, gated=gated)
+    return dataclasses.replace(row, failed=breaches(row, limit))
 
 
 def is_estimated(record: Record) -> bool:
@@ -295,12 +295,6 @@ def breaches(row: Row, limit: Limit | None) -> bool:
         return False
     change = row.change_pp if limit.unit == "pp" else row.change_pct
     return change is not None and change > limit.amount
-
-
-def replace_row(row: Row, **changes: Any) -> Row:
-    import dataclasses
-
-    return dataclasses.replace(row, **changes)
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -371,9 +365,9 @@ def render_csv(comparison: Comparison) -> str:
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for row in comparison.rows:
-        writer.writerow({"run_a": comparison.run_a, "run_b": comparison.run_b, **asdict(row)})
+        writer.writerow({"run_a": comparison.run_a, "run_b": comparison.run_b, **dataclasses.asdict(row)})
     return buffer.getvalue()
 
 
 def render_json(comparison: Comparison) -> str:
-    return json.dumps(asdict(comparison), indent=1)
+    return json.dumps(dataclasses.asdict(comparison), indent=1)
