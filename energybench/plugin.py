@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from energybench.settings import METRICS, SettingsError
+from energybench.settings import METERED_METRICS, METRICS, SettingsError
 
 SESSION_KEY = pytest.StashKey["Any"]()
 GPUS_KEY = pytest.StashKey[list]()
-ENERGY_METRICS = ("energy", "layer-energy", "impact")
 OPTIONS = (
     # (name, metavar, help) -- every option has an ini twin "energybench_<name>"
     ("model", "NAMES", "models, comma-separated or 'all': distilbert, gpt2, bert-base [distilbert]"),
@@ -222,7 +221,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cases = [case_of(item) for item in session.items]
     if any(cases):
         try:
-            bench_session(session.config).activate(with_energy=any(c and c.metric in ENERGY_METRICS for c in cases))
+            bench_session(session.config).activate(with_energy=any(c and c.metric in METERED_METRICS for c in cases))
         except SettingsError as error:
             raise pytest.UsageError(str(error)) from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from energybench.settings import SettingsError
+from energybench.settings import METERED_METRICS, SettingsError
 
 
 def visible_gpus(env: Mapping[str, str], count_gpus: Callable[[], int]) -> list[str]:
@@ -48,7 +48,7 @@ def pin_worker(worker_id: str, worker_count: int, gpus: list[str], env: dict[str
 
 
 def check_cpu_energy(worker_count: int, metrics: tuple[str, ...], gpus: list[str], device: str) -> None:
-    metered = {"energy", "layer-energy", "impact"} & set(metrics)
+    metered = set(METERED_METRICS) & set(metrics)
     if worker_count > 1 and metered and (not gpus or device == "cpu"):
         raise SettingsError(
             f"pytest-xdist: energy on the CPU with {worker_count} workers would put several workloads in one "

@@ -185,7 +185,7 @@ class BenchSession:
     def build_run(self, run_id: str) -> Run:
         from energybench.environment import commit_info, machine_info
 
-        models = {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()}
+        models = self.models_summary()
         machine, meters = machine_info(str(self.device or "cpu")), self.meters_summary()
         if self.workers:  # measured by xdist workers: their machine view (GPU, pinning) is the one that counts
             first = self.workers[min(self.workers)]
@@ -212,6 +212,9 @@ class BenchSession:
         if self.meter_set is None:
             return {}
         return {"open": {m.name: m.device for m in self.meter_set.meters}, "absent": dict(self.meter_set.absent)}
+
+    def models_summary(self) -> dict[str, dict[str, Any]]:
+        return {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()}
 
     def model_details(self, name: str) -> dict[str, Any]:
         loaded = self._loaded.get(name)
@@ -251,7 +254,7 @@ class BenchSession:
         output = {
             "worker": worker_id,
             "records": [r.to_dict() for r in self.records],
-            "models": {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()},
+            "models": self.models_summary(),
             "machine": machine_info(str(self.device or "cpu")),
             "meters": self.meters_summary(),
         }
@@ -260,6 +263,7 @@ class BenchSession:
     def merge_worker(self, output: dict[str, Any]) -> None:
         self.records.extend(Record.from_dict(r) for r in output["records"])
         self.workers[output["worker"]] = output
+
     def write_report(self) -> None:
         """With --report: the figures and HTML page of the run just saved, or why there are none."""
         if not self.settings.report:

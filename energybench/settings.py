@@ -21,6 +21,7 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MIXED = "mixed"
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy", "layer-energy", "impact")
+METERED_METRICS = ("energy", "layer-energy", "impact")  # these open the power meters
 METER_CHOICES = ("nvml", "rapl", "codecarbon")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_ACCURACY_BUDGET_PP = {"int8": 1.0, "fp16": 0.3, "bf16": 0.3}

@@ -23,7 +23,7 @@ def note(record: Record) -> str:
     if record.value is None:
         return f"{record.status}: {record.reason}"
     parts = []
-    if record.metric in ("energy", "power", "co2"):
+    if record.metric in ("energy", "power", "co2", "layer-energy"):
         parts.append(provenance(record.method))  # e.g. "estimated: codecarbon" -- provenance first
     if record.timing:
         t = record.timing
@@ -40,7 +40,7 @@ def provenance(method: str) -> str:
     """``estimated: codecarbon`` out of an energy-like method (co2's quotes the energy method after its own)."""
     for part in method.split("; "):
         if part.split(":", 1)[0] in ("measured", "sampled", "estimated", "apportioned"):
-            return part.split(" on ")[0]
+            return part.split(" on ")[0].split(",")[0]
     return method.split(" on ")[0]
 
 
