@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+from energybench.version import __version__
+
+__all__ = ["__version__", "history_frame", "run_frame"]
 
 
 def run_frame(ref: str | Path = "latest", reports_dir: str | Path = "reports") -> Any:
     """One run (run id, run folder, ``latest`` or baseline name) as a tidy pandas DataFrame."""
     from energybench.report import tidy
-    from energybench.store import load_run, resolve_ref
+    from energybench.results.store import load_run, resolve_ref
 
     return tidy.run_frame(load_run(resolve_ref(str(ref), Path(reports_dir))))
 
@@ -23,6 +25,6 @@ def run_frame(ref: str | Path = "latest", reports_dir: str | Path = "reports") -
 def history_frame(reports_dir: str | Path = "reports") -> Any:
     """Every readable run under ``reports_dir`` as one tidy DataFrame (unreadable runs are skipped)."""
     from energybench.report import tidy
-    from energybench.store import load_runs
+    from energybench.results.store import load_runs
 
     return tidy.history_frame(load_runs(Path(reports_dir))[0])

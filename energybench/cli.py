@@ -13,19 +13,29 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from energybench.errors import EnergybenchError, UsageError
+
 BAD_INPUT = 2
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from energybench.models import REGISTRY
+    from energybench.models.registry import REGISTRY
 
     for spec in REGISTRY.values():
         print(f"{spec.name:<11} {spec.task:<24} hub: {spec.hub_id}  ({spec.description})")
     return 0
 
 
+def cmd_options(args: argparse.Namespace) -> int:
+    """The options and metrics reference, generated from energybench.catalog (docs/options.md)."""
+    from energybench.catalog import options_reference
+
+    print(options_reference(), end="")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    from energybench.store import list_baselines, load_runs, runs_dir
+    from energybench.results.store import list_baselines, load_runs, runs_dir
 
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
@@ -35,16 +45,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     for run in runs:
         models = ",".join(sorted(run.models)) or "-"
         commit, machine = (run.commit.get("id") or "-")[:10], run.machine.get("fingerprint", "-")
-        print(f"{run.run_id}  {run.started_at}  {len(run.records):4d} records  models {models}  "
-              f"commit {commit}  machine {machine}")  # fmt: skip
+        print(
+            f"{run.run_id}  {run.started_at}  {len(run.records):4d} records  models {models}  "
+            f"commit {commit}  machine {machine}"
+        )
     for path in list_baselines(args.reports_dir):
         print(f"baseline {path.stem}  {path}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from energybench.compare import REGRESSION_EXIT_STATUS, compare_runs, parse_fail_on, render
-    from energybench.store import load_run, resolve_ref
+    from energybench.results.compare import REGRESSION_EXIT_STATUS, compare_runs, parse_fail_on, render
+    from energybench.results.store import load_run, resolve_ref
 
     limits = parse_fail_on(args.fail_on)
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
@@ -55,8 +67,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from energybench.history import metric_history, render_history
-    from energybench.store import load_runs, runs_dir
+    from energybench.results.history import metric_history, render_history
+    from energybench.results.store import load_runs, runs_dir
 
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
@@ -64,8 +76,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     points = metric_history(runs, args.metric, args.model, args.precision)
     if not points:
         scope = "/".join(x for x in (args.model, args.precision) if x) or "any model"
-        raise LookupError(f"empty history: no saved run under {runs_dir(args.reports_dir)} measured "
-                          f"{args.metric} for {scope}; run the suite (and check --reports-dir)")  # fmt: skip
+        raise UsageError(
+            f"empty history: no saved run under {runs_dir(args.reports_dir)} measured "
+            f"{args.metric} for {scope}; run the suite (and check --reports-dir)"
+        )
     if args.format == "json":
         print(json.dumps([asdict(p) for p in points], indent=1))
     elif args.format == "csv":
@@ -80,14 +94,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from energybench.store import delete_baseline, list_baselines, resolve_ref, save_baseline
+    from energybench.results.store import delete_baseline, list_baselines, resolve_ref, save_baseline
 
     if args.action == "list":
         for path in list_baselines(args.reports_dir):
             print(f"{path.stem}  {path}")
         return 0
     if not args.name:
-        raise ValueError(f"baseline {args.action}: give a name, e.g. energybench baseline {args.action} main")
+        raise UsageError(f"baseline {args.action}: give a name, e.g. energybench baseline {args.action} main")
     if args.action == "delete":
         print(f"deleted baseline {args.name} ({delete_baseline(args.reports_dir, args.name)})")
         return 0
@@ -97,7 +111,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from energybench.store import import_runs
+    from energybench.results.store import import_runs
 
     imported, notes = import_runs(args.sources, args.reports_dir)
     for line in notes:
@@ -131,17 +145,23 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from energybench.compare import FORMATS, directed_metrics
+    from energybench.results.compare import FORMATS, directed_metrics
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
-                        help="the history: where pytest saved runs [reports]")  # fmt: skip
+    common.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="the history: where pytest saved runs [reports]",
+    )
     parser = argparse.ArgumentParser(prog="energybench", description="energybench: runs, models and comparisons")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="the model registry").set_defaults(func=cmd_models)
-    sub.add_parser("list", parents=[common], help="saved runs, oldest first, and baselines").set_defaults(
-        func=cmd_list
-    )
+    sub.add_parser(
+        "options", help="every pytest option, its ini key and default, and every metric (Markdown)"
+    ).set_defaults(func=cmd_options)
+    sub.add_parser("list", parents=[common], help="saved runs, oldest first, and baselines").set_defaults(func=cmd_list)
     compare = sub.add_parser("compare", parents=[common], help="deltas and verdicts between two runs (A = baseline)")
     compare.add_argument("run_a", help="run folder, run id, 'latest' or baseline name")
     compare.add_argument("run_b", help="run folder, run id, 'latest' or baseline name")
@@ -167,12 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from energybench.records import SchemaError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, LookupError, SchemaError, OSError) as error:
+    except EnergybenchError as error:  # a bug keeps its traceback; a bad input is one line
         print(f"energybench {args.command}: error: {error}", file=sys.stderr)
         return BAD_INPUT
 

@@ -22,15 +22,15 @@ def interactive(stream: TextIO | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and not any(os.environ.get(v) for v in CI_VARIABLES)
 
 
-def progress_bar(iterable: Iterable[Any], *, desc: str, total: int | None = None, unit: str = "it",
-                 stream: TextIO | None = None) -> Iterable[Any]:  # fmt: skip
+def progress_bar(
+    iterable: Iterable[Any], *, desc: str, total: int | None = None, unit: str = "it", stream: TextIO | None = None
+) -> Iterable[Any]:
     """``iterable`` wrapped in a tqdm bar when interactive, else returned as is."""
     if not interactive(stream):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream or sys.stderr, leave=False,
-                dynamic_ncols=True)  # fmt: skip
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream or sys.stderr, leave=False, dynamic_ncols=True)
 
 
 class TerminalProgress:
@@ -57,8 +57,9 @@ class TerminalProgress:
         with self.guard():
             bar = self.bars.get(task)
             if bar is None:
-                bar = self.bars[task] = tqdm(total=total, desc=f"energybench: {task}", file=self.stream,
-                                             leave=False, dynamic_ncols=True)  # fmt: skip
+                bar = self.bars[task] = tqdm(
+                    total=total, desc=f"energybench: {task}", file=self.stream, leave=False, dynamic_ncols=True
+                )
             bar.update(done - bar.n)
             if done >= total:
                 bar.close()

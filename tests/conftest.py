@@ -39,9 +39,13 @@ def word_tokenizer():
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=core,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         model_input_names=["input_ids", "attention_mask"],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -59,9 +63,15 @@ def tiny_distilbert(word_tokenizer):
 
     torch.manual_seed(0)
     config = DistilBertConfig(
-        n_layers=2, dim=32, n_heads=2, hidden_dim=64, vocab_size=len(word_tokenizer), max_position_embeddings=128,
-        num_labels=2, pad_token_id=word_tokenizer.pad_token_id,
-    )  # fmt: skip
+        n_layers=2,
+        dim=32,
+        n_heads=2,
+        hidden_dim=64,
+        vocab_size=len(word_tokenizer),
+        max_position_embeddings=128,
+        num_labels=2,
+        pad_token_id=word_tokenizer.pad_token_id,
+    )
     return DistilBertForSequenceClassification(config).eval()
 
 

@@ -3,14 +3,28 @@ precisions, every metric, layer records as the layer-records spec describes, and
 
 from __future__ import annotations
 
-from energybench.records import Budget, Record, Run, TimingStats
+from energybench.results.schema import Budget, Record, Run, TimingStats
 
-SOURCES = {"distilbert": {"kind": "embedded", "checkpoint": "embedded:distilbert-acb1a84d"},
-           "gpt2": {"kind": "embedded", "checkpoint": "embedded:gpt2-5f0e12aa"}}  # fmt: skip
-LATENCY_S = {("distilbert", "fp32"): 0.0100, ("distilbert", "int8"): 0.0060, ("distilbert", "fp16"): 0.0550,
-             ("gpt2", "fp32"): 0.0200, ("gpt2", "int8"): 0.0120, ("gpt2", "fp16"): 0.1000}  # fmt: skip
-QUALITY = {("distilbert", "fp32"): 0.80, ("distilbert", "int8"): 0.795, ("distilbert", "fp16"): 0.80,
-           ("gpt2", "fp32"): 105.0, ("gpt2", "int8"): 107.5, ("gpt2", "fp16"): 105.1}  # fmt: skip
+SOURCES = {
+    "distilbert": {"kind": "embedded", "checkpoint": "embedded:distilbert-acb1a84d"},
+    "gpt2": {"kind": "embedded", "checkpoint": "embedded:gpt2-5f0e12aa"},
+}
+LATENCY_S = {
+    ("distilbert", "fp32"): 0.0100,
+    ("distilbert", "int8"): 0.0060,
+    ("distilbert", "fp16"): 0.0550,
+    ("gpt2", "fp32"): 0.0200,
+    ("gpt2", "int8"): 0.0120,
+    ("gpt2", "fp16"): 0.1000,
+}
+QUALITY = {
+    ("distilbert", "fp32"): 0.80,
+    ("distilbert", "int8"): 0.795,
+    ("distilbert", "fp16"): 0.80,
+    ("gpt2", "fp32"): 105.0,
+    ("gpt2", "int8"): 107.5,
+    ("gpt2", "fp16"): 105.1,
+}
 SIZE_BYTES = {"fp32": 40e6, "int8": 14e6, "fp16": 20e6}
 ENERGY_J = {"fp32": 0.50, "int8": 0.32, "fp16": 2.40}
 LAYER_TYPES = ("Linear", "MultiHeadSelfAttention", "LayerNorm", "Embedding")
@@ -30,18 +44,50 @@ def model_records(model: str, precisions=("fp32", "int8", "fp16"), slow: float =
         throughput = timed(LATENCY_S[(model, precision)] * slow * 20)
         common = {"source": source, "device": "cpu"}
         records += [
-            Record(model, precision, "latency", latency.median_s, "s", method="pedantic", timing=latency,
-                   shape={"batch_size": 1, "seq_len": 128}, **common),
-            Record(model, precision, "throughput", 32 / throughput.median_s, f"{unit}s/s", method="m",
-                   timing=throughput, **common),
+            Record(
+                model,
+                precision,
+                "latency",
+                latency.median_s,
+                "s",
+                method="pedantic",
+                timing=latency,
+                shape={"batch_size": 1, "seq_len": 128},
+                **common,
+            ),
+            Record(
+                model,
+                precision,
+                "throughput",
+                32 / throughput.median_s,
+                f"{unit}s/s",
+                method="m",
+                timing=throughput,
+                **common,
+            ),
             Record(model, precision, "size", SIZE_BYTES[precision], "bytes", method="torch.save", **common),
             Record(model, precision, "memory", SIZE_BYTES[precision] * 1.5, "bytes", method="rss", **common),
             quality_record(model, precision, common),
-            Record(model, precision, "energy", ENERGY_J[precision] * slow, f"J/{unit}", method="estimated: codecarbon",
-                   details={"dynamic_per_item_j": ENERGY_J[precision] / 2, "avg_power_w": 30.0}, **common),
-            Record(model, precision, "co2", ENERGY_J[precision] * 1.1e-4, f"gCO2eq/{unit}",
-                   method="energy per item x intensity; estimated: codecarbon", **common),
-        ]  # fmt: skip
+            Record(
+                model,
+                precision,
+                "energy",
+                ENERGY_J[precision] * slow,
+                f"J/{unit}",
+                method="estimated: codecarbon",
+                details={"dynamic_per_item_j": ENERGY_J[precision] / 2, "avg_power_w": 30.0},
+                **common,
+            ),
+            Record(
+                model,
+                precision,
+                "co2",
+                ENERGY_J[precision] * 1.1e-4,
+                f"gCO2eq/{unit}",
+                method="energy per item x intensity; estimated: codecarbon",
+                **common,
+            ),
+        ]
     return records
 
 
@@ -51,47 +97,156 @@ def quality_record(model: str, precision: str, common: dict) -> Record:
     budget = None
     if precision != "fp32":
         base = QUALITY[(model, "fp32")]
-        loss, limit, bunit = ((base - value) * 100, 1.0, "pp") if metric == "accuracy" else \
-            ((value / base - 1) * 100, 5.0, "%")  # fmt: skip
+        loss, limit, bunit = (
+            ((base - value) * 100, 1.0, "pp") if metric == "accuracy" else ((value / base - 1) * 100, 5.0, "%")
+        )
         budget = Budget("fp32", base, loss, limit, bunit, loss <= limit)
     return Record(model, precision, metric, value, unit, method="eval", budget=budget, **common)
 
 
 def layer_records(model: str = "distilbert") -> list[Record]:
-    per_type = [{"layer_type": t, "calls": 2, "time_s_per_sample": 1e-3 * (i + 1), "share": (i + 1) / 10,
-                 "energy_j_per_sample": 0.05 * (i + 1), "flops_per_sample": None} for i, t in enumerate(LAYER_TYPES)]
-    per_layer = [{"layer": f"layer.{i}", "layer_type": LAYER_TYPES[i % 4], "calls": 1, "time_s_per_sample": 1e-4 * i,
-                  "share": 0.05 * i, "energy_j_per_sample": 0.01 * (i + 1)} for i in range(6)]
-    impact_layers = [{**row, "ablation": "skip-residual", "kl_mean": 0.02 * (i + 1), "kl_ci95": [0.01 * i, 0.03 * i],
-                      "quality_delta": 0.5 * i, "impact_score": 0.1 * (i + 1) ** 1.2,
-                      "sensitivity": {"int8": 0.1 * i, "fp16": None}} for i, row in enumerate(per_layer)]
-    impact_types = [{"layer_type": t, "kl_mean": 0.1 * (i + 1), "quality_delta": 0.3 * i, "impact_score": 0.2 * (4 - i),
-                     "energy_j_per_sample": 0.05 * (i + 1), "share": (i + 1) / 10} for i, t in enumerate(LAYER_TYPES)]
-    stats = {"n": 6, "pearson_r": 0.93, "pearson_p": 0.01, "pearson_ci95": [0.5, 0.99], "spearman_rho": 0.89,
-             "spearman_p": 0.02, "spearman_ci95": [0.3, 0.98]}
-    plan = {"budget": 1.0, "quantize": ["layer.1", "layer.2"], "precision_of_quantized": "int8",
-            "predicted_quality_delta": -0.4, "predicted_loss": 0.4, "predicted_energy_saving_pct": 20.0}
+    per_type = [
+        {
+            "layer_type": t,
+            "calls": 2,
+            "time_s_per_sample": 1e-3 * (i + 1),
+            "share": (i + 1) / 10,
+            "energy_j_per_sample": 0.05 * (i + 1),
+            "flops_per_sample": None,
+        }
+        for i, t in enumerate(LAYER_TYPES)
+    ]
+    per_layer = [
+        {
+            "layer": f"layer.{i}",
+            "layer_type": LAYER_TYPES[i % 4],
+            "calls": 1,
+            "time_s_per_sample": 1e-4 * i,
+            "share": 0.05 * i,
+            "energy_j_per_sample": 0.01 * (i + 1),
+        }
+        for i in range(6)
+    ]
+    impact_layers = [
+        {
+            **row,
+            "ablation": "skip-residual",
+            "kl_mean": 0.02 * (i + 1),
+            "kl_ci95": [0.01 * i, 0.03 * i],
+            "quality_delta": 0.5 * i,
+            "impact_score": 0.1 * (i + 1) ** 1.2,
+            "sensitivity": {"int8": 0.1 * i, "fp16": None},
+        }
+        for i, row in enumerate(per_layer)
+    ]
+    impact_types = [
+        {
+            "layer_type": t,
+            "kl_mean": 0.1 * (i + 1),
+            "quality_delta": 0.3 * i,
+            "impact_score": 0.2 * (4 - i),
+            "energy_j_per_sample": 0.05 * (i + 1),
+            "share": (i + 1) / 10,
+        }
+        for i, t in enumerate(LAYER_TYPES)
+    ]
+    stats = {
+        "n": 6,
+        "pearson_r": 0.93,
+        "pearson_p": 0.01,
+        "pearson_ci95": [0.5, 0.99],
+        "spearman_rho": 0.89,
+        "spearman_p": 0.02,
+        "spearman_ci95": [0.3, 0.98],
+    }
+    plan = {
+        "budget": 1.0,
+        "quantize": ["layer.1", "layer.2"],
+        "precision_of_quantized": "int8",
+        "predicted_quality_delta": -0.4,
+        "predicted_loss": 0.4,
+        "predicted_energy_saving_pct": 20.0,
+    }
     common = {"source": SOURCES[model], "device": "cpu"}
     return [
-        Record(model, "fp32", "layer-energy", 0.5, "J/sample", method="apportioned", timing=timed(0.02),
-               details={"meter": {"name": "codecarbon", "method": "estimated", "energy_j_per_sample": 0.5},
-                        "per_type": per_type, "per_layer": per_layer, "timer": "perf_counter_ns"}, **common),
-        Record(model, "fp32", "impact", 0.89, "rho", method="ablation",
-               details={"samples": 64, "per_layer": impact_layers, "per_type": impact_types,
-                        "correlation": {"per_layer": stats, "per_type": stats}, "plan": plan}, **common),
-        Record(model, "mixed", "accuracy", 0.797, "fraction", method="eval",
-               details={"plan": plan, "predicted_quality_delta": -0.4}, **common),
-        Record(model, "mixed", "energy", 0.42, "J/sample", method="estimated: codecarbon", details={"plan": plan},
-               **common),
-    ]  # fmt: skip
+        Record(
+            model,
+            "fp32",
+            "layer-energy",
+            0.5,
+            "J/sample",
+            method="apportioned",
+            timing=timed(0.02),
+            details={
+                "meter": {"name": "codecarbon", "method": "estimated", "energy_j_per_sample": 0.5},
+                "per_type": per_type,
+                "per_layer": per_layer,
+                "timer": "perf_counter_ns",
+            },
+            **common,
+        ),
+        Record(
+            model,
+            "fp32",
+            "impact",
+            0.89,
+            "rho",
+            method="ablation",
+            details={
+                "samples": 64,
+                "per_layer": impact_layers,
+                "per_type": impact_types,
+                "correlation": {"per_layer": stats, "per_type": stats},
+                "plan": plan,
+            },
+            **common,
+        ),
+        Record(
+            model,
+            "mixed",
+            "accuracy",
+            0.797,
+            "fraction",
+            method="eval",
+            details={"plan": plan, "predicted_quality_delta": -0.4},
+            **common,
+        ),
+        Record(
+            model, "mixed", "energy", 0.42, "J/sample", method="estimated: codecarbon", details={"plan": plan}, **common
+        ),
+    ]
 
 
-def make_run(run_id: str = "20261124T100000Z-aaaaaa", models=("distilbert", "gpt2"), layers: bool = True,
-             started_at: str = "2026-11-24T10:00:00+00:00", slow: float = 1.0) -> Run:  # fmt: skip
+def make_run(
+    run_id: str = "20261124T100000Z-aaaaaa",
+    models=("distilbert", "gpt2"),
+    layers: bool = True,
+    started_at: str = "2026-11-24T10:00:00+00:00",
+    slow: float = 1.0,
+) -> Run:
     records = [r for m in models for r in model_records(m, slow=slow)]
     records += layer_records() if layers else []
-    records.append(Record("distilbert", "bf16", "latency", None, "", status="skipped", reason="bf16 not on this CPU",
-                          source=SOURCES["distilbert"]))  # fmt: skip
+    records.append(
+        Record(
+            "distilbert",
+            "bf16",
+            "latency",
+            None,
+            "",
+            status="skipped",
+            reason="bf16 not on this CPU",
+            source=SOURCES["distilbert"],
+        )
+    )
     machine = {"fingerprint": "abc123def456", "cpu": "Test CPU", "cpu_count": 2, "torch": "2.13.0"}
-    return Run(run_id, started_at, started_at, "0.1.0", machine, {"id": "0123456789abcdef", "dirty": False},
-               {"rounds": 8}, {m: SOURCES[m] for m in models}, records)  # fmt: skip
+    return Run(
+        run_id,
+        started_at,
+        started_at,
+        "0.1.0",
+        machine,
+        {"id": "0123456789abcdef", "dirty": False},
+        {"rounds": 8},
+        {m: SOURCES[m] for m in models},
+        records,
+    )

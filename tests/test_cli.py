@@ -1,6 +1,7 @@
 import pytest
 
-from energybench import cli, store
+from energybench import cli
+from energybench.results import store
 from tests.test_records_store import make_run
 
 
@@ -27,12 +28,21 @@ def test_models_lists_the_registry(capsys):
 
 
 def history_with_two_runs(tmp_path):
-    from energybench.records import Record, TimingStats
+    from energybench.results.schema import Record, TimingStats
 
     def latency(run_id, scale):
         timing = TimingStats.from_rounds([scale * x for x in (0.010, 0.0102, 0.0099, 0.0101, 0.0100, 0.0103)])
-        record = Record("distilbert", "int8", "latency", timing.median_s, "s", method="m", timing=timing,
-                        shape={"batch_size": 1, "seq_len": 128}, source={"kind": "embedded"})  # fmt: skip
+        record = Record(
+            "distilbert",
+            "int8",
+            "latency",
+            timing.median_s,
+            "s",
+            method="m",
+            timing=timing,
+            shape={"batch_size": 1, "seq_len": 128},
+            source={"kind": "embedded"},
+        )
         return make_run(run_id, [record])
 
     a = store.save_run(latency("20261124T000000Z-aaaaaa", 1.0), tmp_path)

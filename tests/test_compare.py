@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from energybench import compare
-from energybench.compare import CompareError, compare_runs, parse_fail_on, render, rounds_verdict
-from energybench.records import Record, Run, TimingStats
+from energybench.results import compare
+from energybench.results.compare import CompareError, compare_runs, parse_fail_on, render, rounds_verdict
+from energybench.results.schema import Record, Run, TimingStats
 
 SHAPE = {"batch_size": 1, "seq_len": 128}
 SOURCE = {"kind": "embedded", "checkpoint": "embedded:distilbert@abc", "revision": None}
@@ -21,20 +21,48 @@ def lognormal_rounds(rng, scale, n=30, cv=0.03):
 def timed(metric, rounds, **fields):
     timing = TimingStats.from_rounds(list(rounds))
     value = timing.median_s if metric == "latency" else 32 / timing.median_s
-    return Record("distilbert", fields.pop("precision", "int8"), metric, value, "s" if metric == "latency" else
-                  "samples/s", method="m", timing=timing, shape=SHAPE, source=SOURCE,
-                  details={"implementation": "torch.ao dynamic"}, **fields)  # fmt: skip
+    return Record(
+        "distilbert",
+        fields.pop("precision", "int8"),
+        metric,
+        value,
+        "s" if metric == "latency" else "samples/s",
+        method="m",
+        timing=timing,
+        shape=SHAPE,
+        source=SOURCE,
+        details={"implementation": "torch.ao dynamic"},
+        **fields,
+    )
 
 
 def single(metric, value, unit, **fields):
-    return Record("distilbert", "int8", metric, value, unit, method=fields.pop("method", "m"), shape=SHAPE,
-                  source=SOURCE, details={"implementation": "torch.ao dynamic", **fields.pop("details", {})},
-                  **fields)  # fmt: skip
+    return Record(
+        "distilbert",
+        "int8",
+        metric,
+        value,
+        unit,
+        method=fields.pop("method", "m"),
+        shape=SHAPE,
+        source=SOURCE,
+        details={"implementation": "torch.ao dynamic", **fields.pop("details", {})},
+        **fields,
+    )
 
 
 def run(run_id, records, machine=MACHINE):
-    return Run(run_id, "2026-11-24T00:00:00+00:00", "2026-11-24T00:01:00+00:00", "0.1.0", dict(machine),
-               {"id": "abc"}, {}, {}, records)  # fmt: skip
+    return Run(
+        run_id,
+        "2026-11-24T00:00:00+00:00",
+        "2026-11-24T00:01:00+00:00",
+        "0.1.0",
+        dict(machine),
+        {"id": "abc"},
+        {},
+        {},
+        records,
+    )
 
 
 def test_a_a_comparisons_at_3pct_noise_raise_at_most_1pct_false_alarms():
@@ -61,18 +89,33 @@ def test_a_10pct_regression_at_30_rounds_is_detected_95pct_of_the_time(metric, p
 
 def test_too_few_rounds_is_inconclusive_and_says_how_many_would_decide():
     rng = np.random.default_rng(3)
-    found = rounds_verdict("latency", lognormal_rounds(rng, 1.0, n=4, cv=0.08), lognormal_rounds(rng, 1.03, n=4,
-                           cv=0.08))  # fmt: skip
+    found = rounds_verdict(
+        "latency", lognormal_rounds(rng, 1.0, n=4, cv=0.08), lognormal_rounds(rng, 1.03, n=4, cv=0.08)
+    )
     assert found["verdict"] == "inconclusive"
     assert found["rounds_needed"] > 4 and f"about {found['rounds_needed']} rounds" in found["basis"]
 
 
 def test_directions_and_the_gate():
     rng = np.random.default_rng(5)
-    a = run("A", [timed("latency", lognormal_rounds(rng, 0.010)), single("accuracy", 0.80, "fraction"),
-                  single("size", 1000.0, "bytes"), single("perplexity", 100.0, "ppl")])  # fmt: skip
-    b = run("B", [timed("latency", lognormal_rounds(rng, 0.012)), single("accuracy", 0.79, "fraction"),
-                  single("size", 500.0, "bytes"), single("perplexity", 101.0, "ppl")])  # fmt: skip
+    a = run(
+        "A",
+        [
+            timed("latency", lognormal_rounds(rng, 0.010)),
+            single("accuracy", 0.80, "fraction"),
+            single("size", 1000.0, "bytes"),
+            single("perplexity", 100.0, "ppl"),
+        ],
+    )
+    b = run(
+        "B",
+        [
+            timed("latency", lognormal_rounds(rng, 0.012)),
+            single("accuracy", 0.79, "fraction"),
+            single("size", 500.0, "bytes"),
+            single("perplexity", 101.0, "ppl"),
+        ],
+    )
     result = compare_runs(a, b, parse_fail_on("latency:+10%,accuracy:-0.5pp,perplexity:+2%"))
     rows = {row.metric: row for row in result.rows}
     assert rows["latency"].verdict == "worse" and rows["latency"].failed and rows["latency"].change_pct > 10
@@ -86,9 +129,11 @@ def test_directions_and_the_gate():
 def test_a_comparison_across_machines_is_refused_with_its_reason():
     rng = np.random.default_rng(1)
     other = {**MACHINE, "cpu": "Xeon", "fingerprint": "beef"}
-    result = compare_runs(run("A", [timed("latency", lognormal_rounds(rng, 1.0))]),
-                          run("B", [timed("latency", lognormal_rounds(rng, 2.0))], machine=other),
-                          parse_fail_on("latency:+10%"))  # fmt: skip
+    result = compare_runs(
+        run("A", [timed("latency", lognormal_rounds(rng, 1.0))]),
+        run("B", [timed("latency", lognormal_rounds(rng, 2.0))], machine=other),
+        parse_fail_on("latency:+10%"),
+    )
     [row] = result.rows
     assert row.verdict == "not comparable" and not row.failed
     assert "different machine fingerprint f00d vs beef" in row.basis and "cpu 'EPYC' vs 'Xeon'" in row.basis

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from energybench import embedded
-from energybench.embedded import BUILD_INFO, RECIPES, Recipe, load_or_build
+from energybench.models import embedded
+from energybench.models.embedded import BUILD_INFO, RECIPES, Recipe, load_or_build
 
 TINY = {"layers": 1, "hidden": 16, "heads": 2, "ffn": 32, "vocab_size": 300, "steps": 4, "batch_size": 4}
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from energybench import scaleout
-from energybench.settings import SettingsError
+from energybench.harness import xdist as scaleout
+from energybench.harness.options import SettingsError
 from tests.test_plugin import FAST, saved_runs
 
 GATE = ["benchmarks", "--metric", "accuracy,size", "--precision", "fp32,int8", "--max-samples", "100", *FAST]
 DEGRADE_INT8 = """
 import dataclasses
-from energybench import suite as measure
+from energybench.measure import quality as measure
 real = measure.quality
 def degraded(prepared, metric, settings, *args, **kwargs):
     result = real(prepared, metric, settings, *args, **kwargs)
@@ -34,14 +34,17 @@ def test_the_gate_passes_an_unchanged_run_and_fails_a_regression_with_exit_6(sui
     same.stdout.fnmatch_lines(["*energybench comparison with main*", "distilbert*int8*accuracy*SAME*"])
 
     suite.makeconftest(DEGRADE_INT8)  # a broken quantizer: int8 loses 2 more points
-    worse = suite.runpytest_subprocess(*GATE, "--compare", "main", "--fail-on", "accuracy:-0.5pp",
-                                       "--accuracy-budget", "int8=100")  # fmt: skip
+    worse = suite.runpytest_subprocess(
+        *GATE, "--compare", "main", "--fail-on", "accuracy:-0.5pp", "--accuracy-budget", "int8=100"
+    )
     worse.assert_outcomes(passed=4)  # every test passed on its own...
     assert worse.ret == 6  # ...but the session regressed against the baseline
-    worse.stdout.fnmatch_lines([
-        "distilbert*int8*accuracy*WORSE -> FAIL accuracy:-0.5pp*",
-        "ENERGYBENCH REGRESSION: distilbert int8 accuracy * breaks accuracy:-0.5pp*",
-    ])  # fmt: skip
+    worse.stdout.fnmatch_lines(
+        [
+            "distilbert*int8*accuracy*WORSE -> FAIL accuracy:-0.5pp*",
+            "ENERGYBENCH REGRESSION: distilbert int8 accuracy * breaks accuracy:-0.5pp*",
+        ]
+    )
     latest = sorted((suite.path / "reports" / "runs").iterdir())[-1]
     assert "**WORSE -> FAIL accuracy:-0.5pp**" in (latest / "comparison.md").read_text()
     assert len(saved_runs(suite)) == 3
@@ -107,7 +110,8 @@ def test_pytest_benchmark_files_and_its_compare_command_keep_working(suite):
     saved = sorted((suite.path / ".benchmarks").rglob("*.json"))
     assert len(saved) == 2
     script = Path(sys.executable).parent / "pytest-benchmark"  # the console script next to this python
-    compared = subprocess.run([str(script), "compare", *map(str, saved)], capture_output=True, text=True,
-                              cwd=suite.path)  # fmt: skip
+    compared = subprocess.run(
+        [str(script), "compare", *map(str, saved)], capture_output=True, text=True, cwd=suite.path
+    )
     assert compared.returncode == 0, compared.stderr
     assert "test_latency[distilbert-fp32]" in compared.stdout

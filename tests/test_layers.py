@@ -8,8 +8,10 @@ import pytest
 import torch
 from scipy import stats
 
-from energybench import ablation, correlate, layers, mixed
-from energybench.precision import count_quantized, linears_under
+from energybench.layers import ablation, correlate
+from energybench.layers import plan as mixed
+from energybench.layers import units as layers
+from energybench.models.precision import count_quantized, linears_under
 
 CPU = torch.device("cpu")
 
@@ -19,8 +21,15 @@ def tiny_bert(word_tokenizer):
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    config = BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=len(word_tokenizer), max_position_embeddings=128, num_labels=2)  # fmt: skip
+    config = BertConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=len(word_tokenizer),
+        max_position_embeddings=128,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config).eval()
 
 
@@ -106,7 +115,8 @@ def test_ablation_changes_outputs_and_uses_skip_where_possible(tiny_distilbert, 
     found = {u.name: u for u in layers.units(tiny_distilbert)}
     attention = found["distilbert.transformer.layer.0.attention"]
     assert attention.ablation == "skip-residual" and found["distilbert.transformer.layer.0.ffn"].ablation == (
-        "skip-residual")
+        "skip-residual"
+    )
     assert found["distilbert.transformer.layer.0.sa_layer_norm"].ablation == "identity"
     assert found["classifier"].ablation == "zero-output"
     row = ablation.layer_impact(tiny_distilbert, attention, ev, reference, CPU)

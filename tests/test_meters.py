@@ -9,12 +9,12 @@ from unittest import mock
 import pynvml
 import pytest
 
-from energybench import energy
-from energybench.meters import MeterUnavailable, Reading, implausible
-from energybench.meters.fake import FakeMeter
-from energybench.meters.nvml import NvmlMeter, integrate
-from energybench.meters.rapl import RaplMeter, Zone, discover, probe
-from energybench.meters.selection import MeterSet, open_meters
+from energybench.measure import energy
+from energybench.measure.meters import MeterUnavailable, Reading, implausible
+from energybench.measure.meters.fake import FakeMeter
+from energybench.measure.meters.nvml import NvmlMeter, integrate
+from energybench.measure.meters.rapl import RaplMeter, Zone, discover, probe
+from energybench.measure.meters.selection import MeterSet, open_meters
 
 # -- NVML -------------------------------------------------------------------------------
 
@@ -67,8 +67,13 @@ def test_nvml_counter_is_measured_with_the_probed_update_period_and_device_state
     assert reading.method == "measured" and reading.device == "gpu:0 NVIDIA H100 80GB HBM3"
     assert reading.avg_power_w == pytest.approx(300, rel=0.2)
     state = reading.details["state_start"]
-    assert state == {"driver": "570.86.15", "power_limit_w": 700.0, "temperature_c": 41, "sm_clock_mhz": 1980,
-                     "clock_event_reasons": []}  # fmt: skip
+    assert state == {
+        "driver": "570.86.15",
+        "power_limit_w": 700.0,
+        "temperature_c": 41,
+        "sm_clock_mhz": 1980,
+        "clock_event_reasons": [],
+    }
     assert reading.details["throttled"] == []
 
 
@@ -188,7 +193,7 @@ def test_rapl_counts_packages_and_dram_never_core_or_psys(powercap):
         "intel-rapl:0:0": 99_000_000,
         "intel-rapl:2": 99_000_000,
     }.items():
-        bump(powercap, name, uj)  # fmt: skip
+        bump(powercap, name, uj)
     time.sleep(0.01)
     reading = meter.stop()
     assert reading.method == "measured"
@@ -254,8 +259,9 @@ def test_window_repeats_until_long_and_many_enough_and_subtracts_idle():
     idle = FakeMeter(power_w=10.0)
     idle.start()
     time.sleep(0.05)
-    result = energy.measure(lambda: calls.append(1), meters, idle.stop(), items_per_call=4,
-                            configured_min_s=0.2, min_calls=10)  # fmt: skip
+    result = energy.measure(
+        lambda: calls.append(1), meters, idle.stop(), items_per_call=4, configured_min_s=0.2, min_calls=10
+    )
     assert result.window_s >= 0.2 and result.calls >= 10 and result.items == 4 * result.calls
     assert result.avg_power_w == pytest.approx(50.0)
     assert result.per_item_j == pytest.approx(50.0 * result.window_s / result.items)
@@ -276,7 +282,7 @@ def test_reading_rejects_missing_energy_without_reason():
 
 def test_codecarbon_for_real_is_labelled_estimated_and_stores_its_intensity(tmp_path, monkeypatch):
     pytest.importorskip("codecarbon")
-    from energybench.meters.codecarbon import CodeCarbonMeter
+    from energybench.measure.meters.codecarbon import CodeCarbonMeter
 
     monkeypatch.chdir(tmp_path)
     meter = CodeCarbonMeter("FRA", output_dir=tmp_path / "out")

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from energybench import metrics
-from energybench.metrics import strided_windows
+from energybench.measure import quality as metrics
+from energybench.measure.quality import strided_windows
 
 
 @pytest.mark.parametrize("total, context, stride", [(100, 32, 16), (100, 32, 32), (33, 32, 8), (10, 32, 16)])

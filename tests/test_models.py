@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from energybench import models
-from energybench.models import REGISTRY, ModelSourceError, resolve, resolve_path
+from energybench.models import registry as models
+from energybench.models.registry import REGISTRY, ModelSourceError, resolve, resolve_path
 
 HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -15,19 +15,28 @@ def saved_runs(pytester) -> list[dict]:
 
 def test_distilbert_suite_end_to_end(suite):
     result = suite.runpytest_subprocess(
-        "benchmarks", "--model", "distilbert", "--max-samples", "120", *FAST,
-        "--metric", "accuracy,latency,throughput,memory,size",
-        "--accuracy-budget", "int8=100,fp16=100,bf16=100",  # this test is about plumbing, not budgets
-    )  # fmt: skip
+        "benchmarks",
+        "--model",
+        "distilbert",
+        "--max-samples",
+        "120",
+        *FAST,
+        "--metric",
+        "accuracy,latency,throughput,memory,size",
+        "--accuracy-budget",
+        "int8=100,fp16=100,bf16=100",  # this test is about plumbing, not budgets
+    )
     result.assert_outcomes(passed=20)
-    result.stdout.fnmatch_lines([
-        "energybench: device cpu, runs saved to *reports",
-        "energybench: distilbert <- embedded embedded:distilbert@* (embedded default: *NOT the published*",
-        "*energybench summary*",
-        "distilbert  fp32       accuracy    * %  *embedded*",
-        "distilbert  int8       size        * MiB*",
-        "energybench: run saved to *reports/runs/*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "energybench: device cpu, runs saved to *reports",
+            "energybench: distilbert <- embedded embedded:distilbert@* (embedded default: *NOT the published*",
+            "*energybench summary*",
+            "distilbert  fp32       accuracy    * %  *embedded*",
+            "distilbert  int8       size        * MiB*",
+            "energybench: run saved to *reports/runs/*",
+        ]
+    )
     [run] = saved_runs(suite)
     records = run["records"]
     assert len(records) == 20 and {r["status"] for r in records} == {"ok"}
@@ -62,7 +71,7 @@ def test_a_budget_breach_fails_that_test_with_one_message(suite):
     suite.makeconftest(
         """
         import dataclasses
-        from energybench import suite as measure
+        from energybench.measure import quality as measure
         real = measure.quality
         def degraded(prepared, metric, settings, *more):
             result = real(prepared, metric, settings, *more)
@@ -110,15 +119,26 @@ def test_a_local_gpt2_checkpoint_gets_perplexity_and_int8_conv1d(suite, word_tok
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(word_tokenizer),
-                        bos_token_id=0, eos_token_id=0)  # fmt: skip
+    config = GPT2Config(
+        n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(word_tokenizer), bos_token_id=0, eos_token_id=0
+    )
     checkpoint = suite.path.parent / f"{suite.path.name}-ckpt"  # outside the project, as a user's would be
     GPT2LMHeadModel(config).save_pretrained(checkpoint)
     word_tokenizer.save_pretrained(checkpoint)
     result = suite.runpytest_subprocess(
-        "benchmarks", "--model-path", str(checkpoint), "--precision", "fp32,int8",
-        "--metric", "perplexity,size", "--max-samples", "20", "--perplexity-budget", "int8=1000", *FAST,
-    )  # fmt: skip
+        "benchmarks",
+        "--model-path",
+        str(checkpoint),
+        "--precision",
+        "fp32,int8",
+        "--metric",
+        "perplexity,size",
+        "--max-samples",
+        "20",
+        "--perplexity-budget",
+        "int8=1000",
+        *FAST,
+    )
     result.assert_outcomes(passed=4)
     records = saved_runs(suite)[0]["records"]
     ppl = {r["precision"]: r for r in records if r["metric"] == "perplexity"}
@@ -147,12 +167,30 @@ def test_the_harness_own_tests_do_not_save_runs(pytester):
 
 def test_energy_with_codecarbon_is_estimated_and_never_gated(suite):
     result = suite.runpytest_subprocess(
-        "benchmarks", "--metric", "energy", "--precision", "fp32,int8", "--meters", "auto", "--energy-min-s", "2",
-        "--idle-s", "1", "--country", "FRA", "--energy-budget", "int8=0.01", *FAST,
-    )  # fmt: skip
+        "benchmarks",
+        "--metric",
+        "energy",
+        "--precision",
+        "fp32,int8",
+        "--meters",
+        "auto",
+        "--energy-min-s",
+        "2",
+        "--idle-s",
+        "1",
+        "--country",
+        "FRA",
+        "--energy-budget",
+        "int8=0.01",
+        *FAST,
+    )
     result.assert_outcomes(passed=2)  # a 1 % budget would fail if estimated energy were gated on
-    result.stdout.fnmatch_lines(["energybench: meter codecarbon on process (codecarbon, FRA)",
-                                 "energybench: meter nvml absent: the benchmark device is the CPU, not a GPU"])
+    result.stdout.fnmatch_lines(
+        [
+            "energybench: meter codecarbon on process (codecarbon, FRA)",
+            "energybench: meter nvml absent: the benchmark device is the CPU, not a GPU",
+        ]
+    )
     records = saved_runs(suite)[0]["records"]
     by = {(r["precision"], r["metric"]): r for r in records}
     energy = by[("int8", "energy")]
@@ -179,14 +217,28 @@ def test_help_lists_every_option_with_its_default(pytester):
 
 def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     result = suite.runpytest_subprocess(
-        "benchmarks", "--model", "distilbert", "--precision", "fp32,mixed", "--meters", "none",
-        "--metric", "accuracy,layer-energy,impact,size", "--impact-samples", "48", "--max-samples", "120", *FAST,
-    )  # fmt: skip
+        "benchmarks",
+        "--model",
+        "distilbert",
+        "--precision",
+        "fp32,mixed",
+        "--meters",
+        "none",
+        "--metric",
+        "accuracy,layer-energy,impact,size",
+        "--impact-samples",
+        "48",
+        "--max-samples",
+        "120",
+        *FAST,
+    )
     result.assert_outcomes(passed=8)
-    result.stdout.fnmatch_lines([
-        "distilbert  fp32       impact  * rho  *embedded*",
-        "distilbert  mixed      accuracy  * %  *embedded*loss * pp (budget 1.00)*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "distilbert  fp32       impact  * rho  *embedded*",
+            "distilbert  mixed      accuracy  * %  *embedded*loss * pp (budget 1.00)*",
+        ]
+    )
     [run] = saved_runs(suite)
     records = {(r["precision"], r["metric"]): r for r in run["records"]}
     energy = records["fp32", "layer-energy"]

@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from energybench import precision, settings
-from energybench.precision import PrecisionUnsupported, convert, count_quantized
+from energybench.harness import options as settings
+from energybench.models import precision
+from energybench.models.precision import PrecisionUnsupported, convert, count_quantized
 
 
 def test_precision_names_match_the_converters():

@@ -4,21 +4,46 @@ import os
 
 import pytest
 
-from energybench import store
-from energybench.records import SCHEMA_VERSION, Budget, Record, Run, SchemaError, TimingStats
+from energybench.results import store
+from energybench.results.schema import SCHEMA_VERSION, Budget, Record, Run, SchemaError, TimingStats
 
 
 def make_run(run_id="20261124T000000Z-abcdef", records=None):
     timing = TimingStats.from_rounds([0.010, 0.011, 0.012, 0.010, 0.013])
     records = records or [
-        Record("distilbert", "fp32", "latency", timing.median_s, "s", method="m", timing=timing,
-               shape={"batch_size": 1, "seq_len": 128}, source={"kind": "embedded", "checkpoint": "embedded:x"}),
-        Record("distilbert", "int8", "accuracy", 0.79, "fraction", data={"name": "sst2-validation.tsv", "sha256": "ab"},
-               budget=Budget("fp32", 0.80, 1.0, 1.0, "pp", True)),
+        Record(
+            "distilbert",
+            "fp32",
+            "latency",
+            timing.median_s,
+            "s",
+            method="m",
+            timing=timing,
+            shape={"batch_size": 1, "seq_len": 128},
+            source={"kind": "embedded", "checkpoint": "embedded:x"},
+        ),
+        Record(
+            "distilbert",
+            "int8",
+            "accuracy",
+            0.79,
+            "fraction",
+            data={"name": "sst2-validation.tsv", "sha256": "ab"},
+            budget=Budget("fp32", 0.80, 1.0, 1.0, "pp", True),
+        ),
         Record("distilbert", "fp16", "memory", None, "bytes", status="skipped", reason="no fp16 here"),
-    ]  # fmt: skip
-    return Run(run_id, "2026-11-24T00:00:00+00:00", "2026-11-24T00:01:00+00:00", "0.1.0",
-               {"cpu": "x"}, {"id": None}, {}, {"distilbert": {"kind": "embedded"}}, records)  # fmt: skip
+    ]
+    return Run(
+        run_id,
+        "2026-11-24T00:00:00+00:00",
+        "2026-11-24T00:01:00+00:00",
+        "0.1.0",
+        {"cpu": "x"},
+        {"id": None},
+        {},
+        {"distilbert": {"kind": "embedded"}},
+        records,
+    )
 
 
 def test_timing_stats_order_statistics():
@@ -108,7 +133,7 @@ def test_corrupt_and_foreign_files_are_named(tmp_path):
 SLOW_SAVER = """
 import sys, time
 from pathlib import Path
-from energybench import store
+from energybench.results import store
 from tests.test_records_store import make_run
 
 real = store.write_file
@@ -127,8 +152,12 @@ def test_kill_9_during_a_save_leaves_the_history_readable(tmp_path):
     import sys
 
     store.save_run(make_run(), tmp_path)
-    saver = subprocess.Popen([sys.executable, "-c", SLOW_SAVER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                             cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    saver = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     with saver.stdout:
         assert saver.stdout.readline().strip() == "writing"
         saver.send_signal(signal.SIGKILL)

@@ -9,10 +9,11 @@ import matplotlib
 import numpy as np
 import pytest
 
-from energybench import cli, store
-from energybench.records import Record
+from energybench import cli
 from energybench.report import build, draw, figures, layer_figures, tidy
 from energybench.report.deltas import delta_frame
+from energybench.results import store
+from energybench.results.schema import Record
 from tests.report_runs import ENERGY_J, LATENCY_S, SIZE_BYTES, make_run
 
 matplotlib.use("Agg")
@@ -154,7 +155,8 @@ def test_radar_has_one_polar_axis_per_model_with_fp32_at_one(frame):
 def test_emissions_figures_hatch_estimates(frame):
     horizontal = figures.emissions_bars(frame).axes[0]
     assert sorted(p.get_width() for p in horizontal.patches) == pytest.approx(
-        sorted(ENERGY_J[p] * 1.1e-4 for p in ENERGY_J for _ in (0, 1)))
+        sorted(ENERGY_J[p] * 1.1e-4 for p in ENERGY_J for _ in (0, 1))
+    )
     assert all(p.get_hatch() == draw.ESTIMATED_HATCH for p in horizontal.patches)
     reduction = figures.emissions_reduction(frame).axes[0]
     assert (1 - ENERGY_J["int8"] / ENERGY_J["fp32"]) * 100 == pytest.approx(max(bar_heights(reduction)))
@@ -186,8 +188,12 @@ def test_mixed_plan_predicted_next_to_measured(frame):
 
 
 def test_history_trend_draws_one_line_per_model_and_precision():
-    history = tidy.history_frame([make_run(layers=False), make_run("20261124T120000Z-cccccc", layers=False,
-                                                                   started_at="2026-11-24T12:00:00+00:00", slow=2.0)])
+    history = tidy.history_frame(
+        [
+            make_run(layers=False),
+            make_run("20261124T120000Z-cccccc", layers=False, started_at="2026-11-24T12:00:00+00:00", slow=2.0),
+        ]
+    )
     ax = figures.history_trend(history, "latency").axes[0]
     line = next(line for line in ax.lines if line.get_label() == "distilbert int8")
     assert line.get_ydata() == pytest.approx([6.0, 12.0])
@@ -198,10 +204,19 @@ def test_history_trend_draws_one_line_per_model_and_precision():
 def test_missing_metrics_draw_not_measured_with_the_reason():
     timing = make_run(layers=False).records[0].timing
     lonely = make_run(models=("distilbert",), layers=False)
-    lonely.records = [Record("distilbert", "fp32", "latency", timing.median_s, "s", timing=timing,
-                             source={"kind": "shape-only"}),
-                      Record("distilbert", "fp32", "energy", None, "", status="skipped", reason="no power meter here",
-                             source={"kind": "shape-only"})]  # fmt: skip
+    lonely.records = [
+        Record("distilbert", "fp32", "latency", timing.median_s, "s", timing=timing, source={"kind": "shape-only"}),
+        Record(
+            "distilbert",
+            "fp32",
+            "energy",
+            None,
+            "",
+            status="skipped",
+            reason="no power meter here",
+            source={"kind": "shape-only"},
+        ),
+    ]
     frame = tidy.run_frame(lonely)
     overview = figures.overview(frame, "distilbert")
     missing = texts(overview, draw.NOT_MEASURED_GID)
@@ -210,11 +225,21 @@ def test_missing_metrics_draw_not_measured_with_the_reason():
     assert not axis_by_title(overview, "Energy per item").axison
     assert "distilbert: shape-only" in texts(overview, draw.STAMP_GID)[0]
     layers = tidy.layer_frame(lonely)
-    for draw_layers in (layer_figures.energy_by_layer_type, layer_figures.impact_by_layer_type,
-                        layer_figures.energy_vs_impact, layer_figures.correlation_heatmap):
+    for draw_layers in (
+        layer_figures.energy_by_layer_type,
+        layer_figures.impact_by_layer_type,
+        layer_figures.energy_vs_impact,
+        layer_figures.correlation_heatmap,
+    ):
         assert any("no " in t and "records in this run" in t for t in texts(draw_layers(layers), draw.NOT_MEASURED_GID))
-    for draw_run in (figures.model_comparison, figures.plan_predicted_vs_measured, figures.emissions_bars,
-                     figures.accuracy_vs_latency, figures.radar, figures.speed_quality_tradeoff):
+    for draw_run in (
+        figures.model_comparison,
+        figures.plan_predicted_vs_measured,
+        figures.emissions_bars,
+        figures.accuracy_vs_latency,
+        figures.radar,
+        figures.speed_quality_tradeoff,
+    ):
         assert texts(draw_run(frame), draw.NOT_MEASURED_GID), draw_run.__name__
 
 
@@ -243,8 +268,9 @@ def test_runs_from_other_machines_are_not_compared_as_like_with_like():
     assert set(measured["verdict"]) == {"not comparable"}
     assert all("different machine fingerprint" in note for note in measured["note"])
     shape_only = make_run("20261124T120000Z-cccccc", layers=False)
-    shape_only.records = [dataclasses.replace(r, source={"kind": "shape-only", "checkpoint": "shape-only:x"})
-                          for r in shape_only.records]  # fmt: skip
+    shape_only.records = [
+        dataclasses.replace(r, source={"kind": "shape-only", "checkpoint": "shape-only:x"}) for r in shape_only.records
+    ]
     deltas = delta_frame(make_run(layers=False), shape_only)
     measured = deltas[deltas["value_a"].notna() & deltas["value_b"].notna()]
     assert all("different model source" in note for note in measured["note"])
@@ -263,7 +289,9 @@ def small_jobs(count=2, fail_at=None):
             if i == fail_at:
                 raise RuntimeError("figure exploded")
             return draw.not_measured_figure(f"figure {i}", "nothing", tidy.run_frame(make_run(layers=False)))
+
         return build.FigureJob(f"fig-{i}", f"figure {i}", "caption", drawer)
+
     return [job(i) for i in range(count)]
 
 
@@ -305,8 +333,16 @@ def test_bad_input_is_one_line_and_exit_status_2(case, saved, tmp_path, capsys):
     args = {
         "missing": [str(tmp_path / "nope")],
         "not-a-run": [str(tmp_path)],
-        "no-records": [str(store.save_run(make_run("20261124T130000Z-dddddd", layers=False).__class__(
-            **{**make_run("20261124T130000Z-dddddd").__dict__, "records": []}), tmp_path / "empty"))],
+        "no-records": [
+            str(
+                store.save_run(
+                    make_run("20261124T130000Z-dddddd", layers=False).__class__(
+                        **{**make_run("20261124T130000Z-dddddd").__dict__, "records": []}
+                    ),
+                    tmp_path / "empty",
+                )
+            )
+        ],
         "unwritable": [str(saved), "--out", str(saved / "run.json" / "report")],
         "no-latest": ["latest", "--reports-dir", str(tmp_path)],
         "foreign-out": [str(saved), "--out", str(saved.parent)],  # the runs folder: never replaced
@@ -314,9 +350,14 @@ def test_bad_input_is_one_line_and_exit_status_2(case, saved, tmp_path, capsys):
     assert cli.main(["report", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("energybench report: ")
-    expected = {"missing": "no run folder, run id, baseline or 'latest'", "not-a-run": "not a run (no run.json)",
-                "no-records": "no records", "unwritable": "cannot write the report there", "no-latest": "no saved runs",
-                "foreign-out": "is not an energybench report folder"}[case]
+    expected = {
+        "missing": "no run folder, run id, baseline or 'latest'",
+        "not-a-run": "not a run (no run.json)",
+        "no-records": "no records",
+        "unwritable": "cannot write the report there",
+        "no-latest": "no saved runs",
+        "foreign-out": "is not an energybench report folder",
+    }[case]
     assert expected in err
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp")]
 
@@ -326,8 +367,12 @@ def test_cli_report_by_run_id_and_latest(saved, monkeypatch, low_dpi, capsys, tm
     reports = saved.parent.parent
     assert cli.main(["report", saved.name, "--reports-dir", str(reports), "--out", str(tmp_path / "a")]) == 0
     assert capsys.readouterr().out.strip() == f"energybench: report written to {tmp_path / 'a' / 'index.html'}"
-    assert cli.main(["report", "latest", "--reports-dir", str(reports), "--out", str(tmp_path / "b"),
-                     "--compare", str(saved)]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            ["report", "latest", "--reports-dir", str(reports), "--out", str(tmp_path / "b"), "--compare", str(saved)]
+        )
+        == 0
+    )
     assert "comparison-table" in (tmp_path / "b" / "index.html").read_text()
 
 
@@ -343,10 +388,11 @@ def test_history_takes_earlier_runs_of_the_same_machine_only(tmp_path):
     assert [r.run_id for r in build.history_runs(folder, store.load_run(folder))] == [first.run_id, current.run_id]
 
 
-@pytest.mark.parametrize("args, ini, expected", [((), "", False), (("--report",), "", True),
-                                                 ((), "energybench_report = true\n", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, ini, expected", [((), "", False), (("--report",), "", True), ((), "energybench_report = true\n", True)]
+)
 def test_report_option_and_its_ini_twin(pytester, args, ini, expected):
-    from energybench.plugin import raw_options
+    from energybench.harness.plugin import raw_options
 
     pytester.makeini("[pytest]\n" + ini)
     assert raw_options(pytester.parseconfig(*args))["report"] is expected

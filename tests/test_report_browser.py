@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from energybench import store
 from energybench.report import build
-from energybench.summary import format_value
+from energybench.results import store
+from energybench.results.summary import format_value
 from tests.report_runs import make_run
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -47,8 +47,9 @@ def report(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     run = make_run(models=("distilbert",))
-    baseline = store.save_run(make_run("20261124T090000Z-999999", models=("distilbert",), layers=False, slow=1.2),
-                              root / "baseline")  # fmt: skip
+    baseline = store.save_run(
+        make_run("20261124T090000Z-999999", models=("distilbert",), layers=False, slow=1.2), root / "baseline"
+    )
     saved = store.save_run(run, root / "reports")
     original = build.PNG_DPI
     build.PNG_DPI = 40  # the page embeds the SVGs; the PNG resolution does not matter here
@@ -66,10 +67,21 @@ def test_the_page_loads_renders_every_image_without_console_errors(report, tmp_p
     probed = tmp_path / "index.html"
     probed.write_text(page.replace("</head>", PROBE + "</head>", 1), encoding="utf-8")
     done = subprocess.run(
-        [browser(), "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            browser(),
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = done.stdout
     found = re.search(r'<pre id="eb-check">(.*?)</pre>', dom, re.S)
     assert found, f"the page did not finish loading (rc {done.returncode}): {done.stderr[-2000:]}"

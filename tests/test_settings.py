@@ -1,6 +1,6 @@
 import pytest
 
-from energybench.settings import SettingsError, parse
+from energybench.harness.options import SettingsError, parse
 
 
 def settings(tmp_path, **raw):
@@ -74,7 +74,7 @@ def test_model_path_makes_a_custom_model(tmp_path):
 
 
 def test_mixed_is_opt_in_and_impact_samples_is_checked(tmp_path):
-    from energybench.settings import PRECISIONS, SettingsError, parse
+    from energybench.harness.options import PRECISIONS, SettingsError, parse
 
     assert parse({}, tmp_path).precisions == PRECISIONS
     assert parse({"precision": "all,mixed"}, tmp_path).precisions == (*PRECISIONS, "mixed")

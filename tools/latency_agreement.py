@@ -28,7 +28,7 @@ class Capture:
     """A pytest plugin object that keeps the session's harness state for reuse after the run."""
 
     def pytest_sessionfinish(self, session):
-        from energybench.plugin import bench_session
+        from energybench.harness.plugin import bench_session
 
         self.bench = bench_session(session.config)
 
@@ -37,11 +37,28 @@ def harness_median(args: argparse.Namespace) -> tuple[float, object]:
     reports = Path(tempfile.mkdtemp(prefix="energybench-agreement-"))
     capture = Capture()
     code = pytest.main(
-        [str(ROOT / "benchmarks"), "-q", "-p", "no:cacheprovider", "--model", args.model, "--precision",
-         args.precision, "--metric", "latency", "--seq-len", args.seq_len, "--rounds", args.rounds,
-         "--warmup-rounds", "20", "--reports-dir", str(reports)],
+        [
+            str(ROOT / "benchmarks"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--model",
+            args.model,
+            "--precision",
+            args.precision,
+            "--metric",
+            "latency",
+            "--seq-len",
+            args.seq_len,
+            "--rounds",
+            args.rounds,
+            "--warmup-rounds",
+            "20",
+            "--reports-dir",
+            str(reports),
+        ],
         plugins=[capture],
-    )  # fmt: skip
+    )
     if code != 0:
         raise SystemExit(f"pytest exited with {code}")
     run = json.loads(next(reports.glob("runs/*/run.json")).read_text())
@@ -49,8 +66,8 @@ def harness_median(args: argparse.Namespace) -> tuple[float, object]:
 
 
 def reference_median(bench: object) -> float:
-    from energybench import workloads
-    from energybench.suite import Bench
+    from energybench.harness.fixture import Bench
+    from energybench.measure import workloads
 
     eb = Bench(bench, bench.cases("latency")[0], "agreement")
     run_once = workloads.forward_call(eb.prepared.model, eb.input_batch(1), eb.device)  # what time_forward times

@@ -29,9 +29,26 @@ def main() -> None:
     parser.add_argument("--metric", default="layer-energy,impact")
     args, extra = parser.parse_known_args()
     reports = Path(tempfile.mkdtemp(prefix="layer-check-"))
-    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider", "--model", args.model,
-               "--precision", args.precision, "--metric", args.metric, "--meters", args.meters,
-               "--reports-dir", str(reports), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--model",
+        args.model,
+        "--precision",
+        args.precision,
+        "--metric",
+        args.metric,
+        "--meters",
+        args.meters,
+        "--reports-dir",
+        str(reports),
+        *extra,
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -48,18 +65,28 @@ def show(record: dict) -> None:
     d, head = record["details"], f"{record['model']} {record['precision']} {record['metric']}:"
     if record["metric"] == "layer-energy":
         check, over = d["sum_check"], d["hook_overhead"]
-        print(head, f"value {record['value']} {record['unit']} ({d['meter'].get('method')}); sum ratio "
-              f"{check['ratio']:.3f} within10 {check['within_10pct']}; hook overhead {over['overhead_pct']:+.1f} % "
-              f"at batch {over['batch_size']}")  # fmt: skip
+        print(
+            head,
+            f"value {record['value']} {record['unit']} ({d['meter'].get('method')}); sum ratio "
+            f"{check['ratio']:.3f} within10 {check['within_10pct']}; hook overhead {over['overhead_pct']:+.1f} % "
+            f"at batch {over['batch_size']}",
+        )
         print("   shares:", ", ".join(f"{t['layer_type']} {t['share']:.1%}" for t in d["per_type"]))
     elif record["metric"] == "impact":
         for level, c in d["correlation"].items():
-            print(head, level, f"n={c['n']} pearson {c['pearson_r']} (p {c['pearson_p']}, CI {c['pearson_ci95']}) "
-                  f"spearman {c['spearman_rho']} (p {c['spearman_p']}, CI {c['spearman_ci95']})")  # fmt: skip
+            print(
+                head,
+                level,
+                f"n={c['n']} pearson {c['pearson_r']} (p {c['pearson_p']}, CI {c['pearson_ci95']}) "
+                f"spearman {c['spearman_rho']} (p {c['spearman_p']}, CI {c['spearman_ci95']})",
+            )
         print("   plan:", json.dumps(d["plan"]))
     elif "predicted_quality_delta" in d:
-        print(head, f"{record['value']:.4f}; predicted delta {d['predicted_quality_delta']:+.3f}, "
-              f"measured delta {d['measured_quality_delta']:+.3f}")
+        print(
+            head,
+            f"{record['value']:.4f}; predicted delta {d['predicted_quality_delta']:+.3f}, "
+            f"measured delta {d['measured_quality_delta']:+.3f}",
+        )
     elif record["value"] is not None:
         print(head, f"{record['value']:.6g} {record['unit']}", d.get("plan", {}).get("quantize", ""))
 

@@ -16,8 +16,11 @@ import statistics
 import torch
 import torch.utils.benchmark as tbench
 
-from energybench import data, models, precision, workloads
-from energybench.meters.selection import open_meters
+from energybench import data
+from energybench.measure import workloads
+from energybench.measure.meters.selection import open_meters
+from energybench.models import precision
+from energybench.models import registry as models
 
 
 def main() -> None:
@@ -30,8 +33,9 @@ def main() -> None:
     loaded = models.load(models.resolve(models.REGISTRY[args.model], "auto"))
     model = precision.convert(copy.deepcopy(loaded.model), "fp32", device).model
     texts = [s for s, _ in data.sst2("validation")[0]]
-    batch = workloads.fixed_batch(workloads.text_token_ids(loaded.tokenizer, texts, 128), batch_size=1, seq_len=128,
-                                  vocab_size=0)  # fmt: skip
+    batch = workloads.fixed_batch(
+        workloads.text_token_ids(loaded.tokenizer, texts, 128), batch_size=1, seq_len=128, vocab_size=0
+    )
     run = workloads.forward_call(model, batch, device)
     requested = args.meters if args.meters in ("auto", "none") else tuple(args.meters.split(","))
     meters = open_meters(requested, device, country="USA", region=None, rapl_root=None, output_dir=None)

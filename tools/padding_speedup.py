@@ -14,7 +14,9 @@ import time
 
 import torch
 
-from energybench import data, metrics, models
+from energybench import data
+from energybench.measure import quality as metrics
+from energybench.models import registry as models
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:

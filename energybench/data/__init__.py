@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from energybench.errors import DataError
+
 SHA256 = {
     "sst2-train.tsv": "c75796b01672b41c38cd4b35f4ff1ade88ca79b7577f3926e01ff69739d85ec9",
     "sst2-validation.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
@@ -31,7 +33,7 @@ class DataFile:
     protocol: str
 
 
-class DataChecksumError(RuntimeError):
+class DataChecksumError(DataError):
     pass
 
 

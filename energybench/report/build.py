@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from energybench.errors import UsageError
 from energybench.progress import progress_bar
-from energybench.records import Run, SchemaError
 from energybench.report import draw, figures, layer_figures, tidy
 from energybench.report.deltas import delta_frame
 from energybench.report.html import RenderedFigure, page
-from energybench.store import RUN_FILE, RunNotFound, list_runs, load_run, resolve_ref
+from energybench.results.schema import Run, SchemaError
+from energybench.results.store import RUN_FILE, RunNotFound, list_runs, load_run, resolve_ref
 
 PNG_DPI = 300
 REPORT_FOLDER = "report"
@@ -27,7 +28,7 @@ MARKER = ".energybench-report"  # marks a folder this code wrote, so replacing i
 TREND_METRICS = ("accuracy", "perplexity", "latency", "throughput", "memory", "size", "energy", "co2")
 
 
-class ReportError(Exception):
+class ReportError(UsageError):
     """A report that cannot be built; the message is one line a user can act on."""
 
 
@@ -77,42 +78,107 @@ def history_runs(folder: Path, run: Run) -> list[Run]:
 
 def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[FigureJob]:
     frame, layers = tidy.run_frame(run), tidy.layer_frame(run)
-    jobs = [FigureJob(f"overview-{model}", f"{model}: overview", "Latency and throughput with IQR whiskers over "
-                      "the timed rounds; speedup vs fp32; energy per item (hatched = estimated); quality; size.",
-                      lambda m=model: figures.overview(frame, m)) for model in sorted(frame["model"].unique())]
+    jobs = [
+        FigureJob(
+            f"overview-{model}",
+            f"{model}: overview",
+            "Latency and throughput with IQR whiskers over "
+            "the timed rounds; speedup vs fp32; energy per item (hatched = estimated); quality; size.",
+            lambda m=model: figures.overview(frame, m),
+        )
+        for model in sorted(frame["model"].unique())
+    ]
     jobs += [
-        FigureJob("speed-quality", "Speed vs quality trade-off", "Speedup against quality loss, each vs fp32.",
-                  lambda: figures.speed_quality_tradeoff(frame)),
-        FigureJob("energy-by-layer-type", "Energy by layer type", "Energy per sample apportioned by hook time.",
-                  lambda: layer_figures.energy_by_layer_type(layers)),
-        FigureJob("impact-by-layer-type", "Impact by layer type", "Ablation impact score per layer type.",
-                  lambda: layer_figures.impact_by_layer_type(layers)),
-        FigureJob("energy-vs-impact", "Energy vs impact", "Per layer, with the recorded correlations.",
-                  lambda: layer_figures.energy_vs_impact(layers)),
-        FigureJob("layer-correlations", "Energy / impact correlations", "Spearman rho between per-layer measures.",
-                  lambda: layer_figures.correlation_heatmap(layers)),
-        FigureJob("model-comparison", "Model vs model", "Each model's gain over its own fp32, per metric.",
-                  lambda: figures.model_comparison(frame)),
-        FigureJob("metric-bars", "Accuracy, latency, memory, size, emissions", "By model and precision.",
-                  lambda: figures.metric_bars(frame)),
-        FigureJob("accuracy-vs-latency", "Accuracy vs latency", "Median latency with IQR whiskers.",
-                  lambda: figures.accuracy_vs_latency(frame)),
-        FigureJob("radar", "Radar per model", "Gain over fp32 on every measured axis; fp32 is the dashed ring.",
-                  lambda: figures.radar(frame)),
-        FigureJob("emissions", "Emissions per item", "CO2eq per item; hatched = estimated.",
-                  lambda: figures.emissions_bars(frame)),
-        FigureJob("emissions-reduction", "Emissions reduction vs fp32", "In %; hatched = estimated.",
-                  lambda: figures.emissions_reduction(frame)),
-        FigureJob("emissions-vs-size", "Emissions vs model size", "Hollow markers = estimated emissions.",
-                  lambda: figures.emissions_vs_size(frame)),
-        FigureJob("mixed-plan", "Mixed-precision plan", "Predicted vs measured quality loss and energy saving.",
-                  lambda: figures.plan_predicted_vs_measured(frame)),
-    ]  # fmt: skip
+        FigureJob(
+            "speed-quality",
+            "Speed vs quality trade-off",
+            "Speedup against quality loss, each vs fp32.",
+            lambda: figures.speed_quality_tradeoff(frame),
+        ),
+        FigureJob(
+            "energy-by-layer-type",
+            "Energy by layer type",
+            "Energy per sample apportioned by hook time.",
+            lambda: layer_figures.energy_by_layer_type(layers),
+        ),
+        FigureJob(
+            "impact-by-layer-type",
+            "Impact by layer type",
+            "Ablation impact score per layer type.",
+            lambda: layer_figures.impact_by_layer_type(layers),
+        ),
+        FigureJob(
+            "energy-vs-impact",
+            "Energy vs impact",
+            "Per layer, with the recorded correlations.",
+            lambda: layer_figures.energy_vs_impact(layers),
+        ),
+        FigureJob(
+            "layer-correlations",
+            "Energy / impact correlations",
+            "Spearman rho between per-layer measures.",
+            lambda: layer_figures.correlation_heatmap(layers),
+        ),
+        FigureJob(
+            "model-comparison",
+            "Model vs model",
+            "Each model's gain over its own fp32, per metric.",
+            lambda: figures.model_comparison(frame),
+        ),
+        FigureJob(
+            "metric-bars",
+            "Accuracy, latency, memory, size, emissions",
+            "By model and precision.",
+            lambda: figures.metric_bars(frame),
+        ),
+        FigureJob(
+            "accuracy-vs-latency",
+            "Accuracy vs latency",
+            "Median latency with IQR whiskers.",
+            lambda: figures.accuracy_vs_latency(frame),
+        ),
+        FigureJob(
+            "radar",
+            "Radar per model",
+            "Gain over fp32 on every measured axis; fp32 is the dashed ring.",
+            lambda: figures.radar(frame),
+        ),
+        FigureJob(
+            "emissions",
+            "Emissions per item",
+            "CO2eq per item; hatched = estimated.",
+            lambda: figures.emissions_bars(frame),
+        ),
+        FigureJob(
+            "emissions-reduction",
+            "Emissions reduction vs fp32",
+            "In %; hatched = estimated.",
+            lambda: figures.emissions_reduction(frame),
+        ),
+        FigureJob(
+            "emissions-vs-size",
+            "Emissions vs model size",
+            "Hollow markers = estimated emissions.",
+            lambda: figures.emissions_vs_size(frame),
+        ),
+        FigureJob(
+            "mixed-plan",
+            "Mixed-precision plan",
+            "Predicted vs measured quality loss and energy saving.",
+            lambda: figures.plan_predicted_vs_measured(frame),
+        ),
+    ]
     jobs += trend_jobs(history, frame)
     if baseline is not None:
         deltas = delta_frame(baseline, run)
-        jobs.append(FigureJob("comparison", f"Comparison with {baseline.run_id}", "Change vs the baseline run.",
-                              lambda: figures.comparison(deltas, frame)))  # fmt: skip
+        jobs.append(
+            FigureJob(
+                "comparison",
+                f"Comparison with {baseline.run_id}",
+                "Change vs the baseline run.",
+                lambda: figures.comparison(deltas, frame),
+            )
+        )
     return jobs
 
 
@@ -120,13 +186,24 @@ def trend_jobs(history: pd.DataFrame, frame: pd.DataFrame) -> list[FigureJob]:
     metrics = [m for m in TREND_METRICS if not tidy.measured(frame, m).empty]
     if history.empty or history["run_id"].nunique() < 2:
         only = history if not history.empty else frame
-        return [FigureJob("history", "History", "Trends need two or more saved runs in the same reports folder.",
-                          lambda: draw.not_measured_figure("History", "only one saved run (on this machine) in this "
-                                                           "reports folder; a trend needs two", only))]  # fmt: skip
-    caption = ("Median per run saved in this reports folder on the same machine fingerprint; whiskers are the "
-               "IQR where rounds exist.")  # fmt: skip
-    return [FigureJob(f"history-{m}", f"History: {m}", caption, lambda m=m: figures.history_trend(history, m))
-            for m in metrics]  # fmt: skip
+        return [
+            FigureJob(
+                "history",
+                "History",
+                "Trends need two or more saved runs in the same reports folder.",
+                lambda: draw.not_measured_figure(
+                    "History", "only one saved run (on this machine) in this reports folder; a trend needs two", only
+                ),
+            )
+        ]
+    caption = (
+        "Median per run saved in this reports folder on the same machine fingerprint; whiskers are the "
+        "IQR where rounds exist."
+    )
+    return [
+        FigureJob(f"history-{m}", f"History: {m}", caption, lambda m=m: figures.history_trend(history, m))
+        for m in metrics
+    ]
 
 
 def render(job: FigureJob, folder: Path) -> RenderedFigure:
@@ -135,14 +212,22 @@ def render(job: FigureJob, folder: Path) -> RenderedFigure:
     figure.savefig(folder / f"{job.name}.png", dpi=PNG_DPI)
     figure.set_layout_engine("none")  # keep the layout the PNG computed: the SVG needs no second pass
     figure.savefig(svg)
-    missing = [" ".join(t.get_text().split()).removeprefix("not measured: ") for ax in figure.axes for t in ax.texts
-               if t.get_gid() == draw.NOT_MEASURED_GID]  # fmt: skip
+    missing = [
+        " ".join(t.get_text().split()).removeprefix("not measured: ")
+        for ax in figure.axes
+        for t in ax.texts
+        if t.get_gid() == draw.NOT_MEASURED_GID
+    ]
     encoded = base64.b64encode(svg.read_bytes()).decode("ascii")
     return RenderedFigure(job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing)
 
 
-def build_report(run_path: str | Path, compare: str | Path | None = None, out: str | Path | None = None,
-                 reports_dir: str | Path = "reports") -> Path:  # fmt: skip
+def build_report(
+    run_path: str | Path,
+    compare: str | Path | None = None,
+    out: str | Path | None = None,
+    reports_dir: str | Path = "reports",
+) -> Path:
     """Write the report of one run (optionally compared with a baseline run) and return its folder."""
     folder = resolve_run(run_path, Path(reports_dir))
     if folder.is_file() and out is None:
@@ -168,14 +253,17 @@ def build_report(run_path: str | Path, compare: str | Path | None = None, out: s
 def staging_folder(target: Path) -> Path:
     """A hidden temporary folder beside the target, so the final rename is atomic."""
     if target.exists() and not replaceable(target):
-        raise ReportError(f"{target}: exists and is not an energybench report folder; give --out a new or empty "
-                          "folder (an earlier report there is replaced)")  # fmt: skip
+        raise ReportError(
+            f"{target}: exists and is not an energybench report folder; give --out a new or empty "
+            "folder (an earlier report there is replaced)"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     except OSError as error:
-        raise ReportError(f"{target}: cannot write the report there ({error.strerror or error}); "
-                          "choose another folder with --out") from None  # fmt: skip
+        raise ReportError(
+            f"{target}: cannot write the report there ({error.strerror or error}); choose another folder with --out"
+        ) from None
 
 
 def replaceable(target: Path) -> bool:

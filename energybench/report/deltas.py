@@ -1,4 +1,4 @@
-"""The report's comparison table: ``energybench.compare`` verdicts as a DataFrame for the figure and page.
+"""The report's comparison table: ``energybench.results.compare`` verdicts as a DataFrame for the figure and page.
 
 ``delta_pct`` is the plain change (B / A - 1) in %; the verdict (from compare: Mann-Whitney on
 the raw rounds and a noise band, the comparability guard, never gating on estimates) accounts
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from energybench.compare import compare_runs
-from energybench.records import Run
+from energybench.results.compare import compare_runs
+from energybench.results.schema import Run
 
 COLUMNS = ["model", "precision", "metric", "unit", "value_a", "value_b", "delta_pct", "verdict", "note"]
 
@@ -18,11 +18,19 @@ COLUMNS = ["model", "precision", "metric", "unit", "value_a", "value_b", "delta_
 def delta_frame(run_a: Run, run_b: Run) -> pd.DataFrame:
     """Every number of both runs: B relative to A (A is the baseline), with compare's verdict."""
     rows = [
-        {"model": row.model, "precision": row.precision, "metric": row.metric, "unit": row.unit,
-         "value_a": row.value_a, "value_b": row.value_b, "delta_pct": plain_change(row.value_a, row.value_b),
-         "verdict": row.verdict, "note": row.basis}
+        {
+            "model": row.model,
+            "precision": row.precision,
+            "metric": row.metric,
+            "unit": row.unit,
+            "value_a": row.value_a,
+            "value_b": row.value_b,
+            "delta_pct": plain_change(row.value_a, row.value_b),
+            "verdict": row.verdict,
+            "note": row.basis,
+        }
         for row in compare_runs(run_a, run_b).rows
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from energybench.catalog import METRICS
 from energybench.report import draw
 from energybench.report.tidy import (
-    LOWER_IS_BETTER,
     measured,
     missing_reason,
     ordered_precisions,
@@ -58,30 +58,68 @@ def overview(frame: pd.DataFrame, model: str) -> Figure:
     figure.suptitle(f"{model}: benchmark overview by precision")
     axes = figure.subplots(2, 3).ravel()
     latency = measured(frame, "latency", model)
-    panel(axes[0], latency, "Latency (batch 1)", f"latency ({unit_label(latency)}), median, IQR whiskers",
-          missing_reason(frame, "latency", model), gaps(frame, "latency", model))  # fmt: skip
+    panel(
+        axes[0],
+        latency,
+        "Latency (batch 1)",
+        f"latency ({unit_label(latency)}), median, IQR whiskers",
+        missing_reason(frame, "latency", model),
+        gaps(frame, "latency", model),
+    )
     speedup = relative_frame(frame, "latency")
     speedup = speedup[speedup["model"] == model]
-    panel(axes[1], speedup, "Speedup vs fp32", "x fp32 (higher is faster)",
-          missing_reason(frame, "latency", model) if latency.empty else "no fp32 latency to compare with",
-          value="gain", lo="gain_lo", hi="gain_hi", fmt="{:.2f}x")  # fmt: skip
+    panel(
+        axes[1],
+        speedup,
+        "Speedup vs fp32",
+        "x fp32 (higher is faster)",
+        missing_reason(frame, "latency", model) if latency.empty else "no fp32 latency to compare with",
+        value="gain",
+        lo="gain_lo",
+        hi="gain_hi",
+        fmt="{:.2f}x",
+    )
     if not speedup.empty:
         axes[1].axhline(1.0, color="#888888", linewidth=0.8, linestyle="--")
     energy = measured(frame, "energy", model)
-    panel(axes[2], energy, "Energy per item", f"energy ({unit_label(energy)})", missing_reason(frame, "energy", model),
-          gaps(frame, "energy", model))  # fmt: skip
+    panel(
+        axes[2],
+        energy,
+        "Energy per item",
+        f"energy ({unit_label(energy)})",
+        missing_reason(frame, "energy", model),
+        gaps(frame, "energy", model),
+    )
     if not energy.empty:
         draw.basis_legend(axes[2], energy["energy_basis"])
     throughput = measured(frame, "throughput", model)
-    panel(axes[3], throughput, "Throughput", f"throughput ({unit_label(throughput)}), IQR whiskers",
-          missing_reason(frame, "throughput", model), gaps(frame, "throughput", model))  # fmt: skip
+    panel(
+        axes[3],
+        throughput,
+        "Throughput",
+        f"throughput ({unit_label(throughput)}), IQR whiskers",
+        missing_reason(frame, "throughput", model),
+        gaps(frame, "throughput", model),
+    )
     metric = quality_metric(frame, model)
     quality = measured(frame, metric, model)
-    panel(axes[4], quality, metric.capitalize(), QUALITY_LABELS[metric], missing_reason(frame, metric, model),
-          gaps(frame, metric, model))  # fmt: skip
+    panel(
+        axes[4],
+        quality,
+        metric.capitalize(),
+        QUALITY_LABELS[metric],
+        missing_reason(frame, metric, model),
+        gaps(frame, metric, model),
+    )
     size = measured(frame, "size", model)
-    panel(axes[5], size, "Model size", f"size ({unit_label(size)})", missing_reason(frame, "size", model),
-          gaps(frame, "size", model))  # fmt: skip
+    panel(
+        axes[5],
+        size,
+        "Model size",
+        f"size ({unit_label(size)})",
+        missing_reason(frame, "size", model),
+        gaps(frame, "size", model),
+    )
     return draw.stamp(figure, frame[frame["model"] == model])
 
 
@@ -96,10 +134,14 @@ def speed_quality_tradeoff(frame: pd.DataFrame) -> Figure:
     for ax, model in zip(np.atleast_1d(figure.subplots(1, max(1, len(models)), squeeze=False).ravel()), models):
         ax.set_title(model, fontsize=10)
         points = speed[speed["model"] == model].merge(
-            loss[loss["model"] == model][["precision", "quality_loss", "quality_unit"]], on="precision")
+            loss[loss["model"] == model][["precision", "quality_loss", "quality_unit"]], on="precision"
+        )
         if points.empty:
-            draw.not_measured(ax, "needs latency and accuracy/perplexity at fp32 and another precision; "
-                              + missing_reason(frame, "latency", model))  # fmt: skip
+            draw.not_measured(
+                ax,
+                "needs latency and accuracy/perplexity at fp32 and another precision; "
+                + missing_reason(frame, "latency", model),
+            )
             continue
         scatter_precisions(ax, points, "gain", "quality_loss", "gain_lo", "gain_hi")
         ax.axvline(1.0, color="#888888", linewidth=0.8, linestyle="--")
@@ -111,44 +153,65 @@ def speed_quality_tradeoff(frame: pd.DataFrame) -> Figure:
     return draw.stamp(figure, frame)
 
 
-def scatter_precisions(ax, points: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None,
-                       color_by: str = "precision") -> None:  # fmt: skip
-    colors = draw.precision_colors(list(points["precision"])) if color_by == "precision" else \
-        draw.model_colors(list(points["model"]))  # fmt: skip
+def scatter_precisions(
+    ax, points: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None, color_by: str = "precision"
+) -> None:
+    colors = (
+        draw.precision_colors(list(points["precision"]))
+        if color_by == "precision"
+        else draw.model_colors(list(points["model"]))
+    )
     for row in points.itertuples():
         key = getattr(row, color_by)
         xerr = None
         if lo and hi and pd.notna(getattr(row, lo)):
             xerr = [[max(getattr(row, x) - getattr(row, lo), 0)], [max(getattr(row, hi) - getattr(row, x), 0)]]
         ax.errorbar(getattr(row, x), getattr(row, y), xerr=xerr, fmt="o", color=colors[key], capsize=3, markersize=7)
-        ax.annotate(f"{row.model} {row.precision}" if color_by == "model" else row.precision,
-                    (getattr(row, x), getattr(row, y)), textcoords="offset points", xytext=(5, 5), fontsize=7)
+        ax.annotate(
+            f"{row.model} {row.precision}" if color_by == "model" else row.precision,
+            (getattr(row, x), getattr(row, y)),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=7,
+        )
     ax.margins(0.2)
 
 
 def accuracy_vs_latency(frame: pd.DataFrame) -> Figure:
     """Accuracy against median latency for every model x precision measured for both."""
-    latency = measured(frame, "latency")[["model", "precision", "display_value", "display_value_lo",
-                                          "display_value_hi"]]  # fmt: skip
+    latency = measured(frame, "latency")[
+        ["model", "precision", "display_value", "display_value_lo", "display_value_hi"]
+    ]
     accuracy = measured(frame, "accuracy")[["model", "precision", "display_value"]]
     points = latency.merge(accuracy, on=["model", "precision"], suffixes=("", "_acc"))
     figure = draw.new_figure(7, 4.5)
     figure.suptitle("Accuracy vs latency")
     ax = figure.add_subplot()
     if points.empty:
-        draw.not_measured(ax, "needs accuracy and latency for the same model and precision; "
-                          + missing_reason(frame, "accuracy"))  # fmt: skip
+        draw.not_measured(
+            ax, "needs accuracy and latency for the same model and precision; " + missing_reason(frame, "accuracy")
+        )
         return draw.stamp(figure, frame)
-    scatter_precisions(ax, points, "display_value", "display_value_acc", "display_value_lo", "display_value_hi",
-                       color_by="model")  # fmt: skip
+    scatter_precisions(
+        ax, points, "display_value", "display_value_acc", "display_value_lo", "display_value_hi", color_by="model"
+    )
     ax.set_xlabel("latency, batch 1 (ms, median, IQR whiskers)")
     ax.set_ylabel("accuracy (%)")
     return draw.stamp(figure, frame)
 
 
 # -- models side by side --------------------------------------------------------------------
-def grouped(ax, rows: pd.DataFrame, value: str, group: str = "model", hue: str = "precision",
-            lo: str | None = None, hi: str | None = None, fmt: str = "{:.3g}", hues: list[str] | None = None) -> None:
+def grouped(
+    ax,
+    rows: pd.DataFrame,
+    value: str,
+    group: str = "model",
+    hue: str = "precision",
+    lo: str | None = None,
+    hi: str | None = None,
+    fmt: str = "{:.3g}",
+    hues: list[str] | None = None,
+) -> None:
     """Bars grouped by ``group`` and coloured by ``hue``; estimated energy hatched."""
     groups = sorted(rows[group].unique())
     hues = hues or (ordered_precisions(rows[hue]) if hue == "precision" else sorted(rows[hue].unique()))
@@ -158,8 +221,9 @@ def grouped(ax, rows: pd.DataFrame, value: str, group: str = "model", hue: str =
         part = rows[rows[hue] == key].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(hues) - 1) / 2) * width
         heights = part[value].astype(float).to_numpy()
-        drawn = ax.bar(x, np.nan_to_num(heights), width, color=colors[key], edgecolor="#333333", linewidth=0.6,
-                       label=key)  # fmt: skip
+        drawn = ax.bar(
+            x, np.nan_to_num(heights), width, color=colors[key], edgecolor="#333333", linewidth=0.6, label=key
+        )
         for patch, basis in zip(drawn, part.get("energy_basis", pd.Series([None] * len(part)))):
             if draw.is_estimated(basis):
                 patch.set_hatch(draw.ESTIMATED_HATCH)
@@ -190,7 +254,9 @@ def model_comparison(frame: pd.DataFrame) -> Figure:
             continue
         grouped(ax, rows, "gain", group="precision", hue="model", lo="gain_lo", hi="gain_hi", fmt="{:.2f}x")
         ax.axhline(1.0, color="#888888", linewidth=0.8, linestyle="--")
-        ax.set_ylabel("x fp32" + (" (fp32 / value)" if metric in LOWER_IS_BETTER else " (value / fp32)"), fontsize=7)
+        ax.set_ylabel(
+            "x fp32" + (" (value / fp32)" if METRICS[metric].higher_is_better else " (fp32 / value)"), fontsize=7
+        )
     axes[-1].set_axis_off()
     return draw.stamp(figure, frame)
 
@@ -199,8 +265,13 @@ def metric_bars(frame: pd.DataFrame) -> Figure:
     """Accuracy, latency, peak memory, model size and emissions, model by precision."""
     figure = draw.new_figure(14, 4.2)
     figure.suptitle("Accuracy, latency, memory, size and emissions by model and precision")
-    titles = {"accuracy": "Accuracy", "latency": "Latency (batch 1)", "memory": "Peak memory", "size": "Model size",
-              "co2": "Emissions per item"}  # fmt: skip
+    titles = {
+        "accuracy": "Accuracy",
+        "latency": "Latency (batch 1)",
+        "memory": "Peak memory",
+        "size": "Model size",
+        "co2": "Emissions per item",
+    }
     for ax, (metric, title) in zip(figure.subplots(1, 5).ravel(), titles.items()):
         ax.set_title(title, fontsize=10)
         rows = measured(frame, metric)
@@ -304,10 +375,21 @@ def emissions_vs_size(frame: pd.DataFrame) -> Figure:
     colors = draw.model_colors(list(points["model"]))
     for row in points.itertuples():
         hollow = draw.is_estimated(row.energy_basis)
-        ax.scatter(row.display_value, row.value, s=50, edgecolors=colors[row.model],
-                   facecolors="none" if hollow else colors[row.model], linewidths=1.5)  # fmt: skip
-        ax.annotate(f"{row.model} {row.precision}", (row.display_value, row.value), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)  # fmt: skip
+        ax.scatter(
+            row.display_value,
+            row.value,
+            s=50,
+            edgecolors=colors[row.model],
+            facecolors="none" if hollow else colors[row.model],
+            linewidths=1.5,
+        )
+        ax.annotate(
+            f"{row.model} {row.precision}",
+            (row.display_value, row.value),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
     ax.set_xlabel("model size (MiB)")
     ax.set_ylabel(f"emissions ({unit_label(points, 'unit')})")
     ax.margins(0.2)
@@ -328,13 +410,28 @@ def plan_predicted_vs_measured(frame: pd.DataFrame) -> Figure:
     quantities = list(dict.fromkeys(plans["quantity"]))
     for ax, quantity in zip(figure.subplots(1, len(quantities), squeeze=False).ravel(), quantities):
         rows = plans[plans["quantity"] == quantity].melt(
-            id_vars=["model", "reason"], value_vars=["predicted", "measured"], var_name="kind", value_name="value")
+            id_vars=["model", "reason"], value_vars=["predicted", "measured"], var_name="kind", value_name="value"
+        )
         ax.set_title(quantity, fontsize=10)
-        grouped(ax, rows.dropna(subset=["value"]), "value", group="model", hue="kind", fmt="{:.2f}",
-                hues=[k for k in ("predicted", "measured") if k in set(rows.dropna(subset=["value"])["kind"])])
+        grouped(
+            ax,
+            rows.dropna(subset=["value"]),
+            "value",
+            group="model",
+            hue="kind",
+            fmt="{:.2f}",
+            hues=[k for k in ("predicted", "measured") if k in set(rows.dropna(subset=["value"])["kind"])],
+        )
         for reason in rows["reason"].dropna().unique():
-            ax.text(0.01, 0.01, f"measured: not measured: {reason}", transform=ax.transAxes, fontsize=7,
-                    color="#8a1c1c", gid=draw.NOT_MEASURED_GID)  # fmt: skip
+            ax.text(
+                0.01,
+                0.01,
+                f"measured: not measured: {reason}",
+                transform=ax.transAxes,
+                fontsize=7,
+                color="#8a1c1c",
+                gid=draw.NOT_MEASURED_GID,
+            )
     return draw.stamp(figure, frame)
 
 
@@ -345,8 +442,9 @@ def history_trend(history: pd.DataFrame, metric: str) -> Figure:
     figure.suptitle(f"History: {metric} over runs")
     ax = figure.add_subplot()
     if rows.empty or rows["run_id"].nunique() < 2:
-        draw.not_measured(ax, f"{metric} is in {rows['run_id'].nunique() if not rows.empty else 0} saved run(s); "
-                          "a trend needs two")  # fmt: skip
+        draw.not_measured(
+            ax, f"{metric} is in {rows['run_id'].nunique() if not rows.empty else 0} saved run(s); a trend needs two"
+        )
         return draw.stamp(figure, history)
     rows = rows.assign(source_kind=rows["source_kind"].fillna("?"))
     several_sources = rows.groupby("model")["source_kind"].nunique().max() > 1
@@ -368,8 +466,13 @@ def history_trend(history: pd.DataFrame, metric: str) -> Figure:
     return draw.stamp(figure, history)
 
 
-VERDICT_COLORS = {"better": "#55A868", "worse": "#C44E52", "same": "#8C8C8C", "inconclusive": "#DD8452",
-                  "not comparable": "#BBBBBB"}  # fmt: skip
+VERDICT_COLORS = {
+    "better": "#55A868",
+    "worse": "#C44E52",
+    "same": "#8C8C8C",
+    "inconclusive": "#DD8452",
+    "not comparable": "#BBBBBB",
+}
 
 
 def comparison(deltas: pd.DataFrame, frame: pd.DataFrame) -> Figure:
@@ -384,8 +487,9 @@ def comparison(deltas: pd.DataFrame, frame: pd.DataFrame) -> Figure:
     y = np.arange(len(deltas))
     colors = [VERDICT_COLORS.get(v, "#8172B3") for v in deltas["verdict"]]
     drawn = ax.barh(y, deltas["delta_pct"], color=colors, edgecolor="#333333", linewidth=0.5)
-    ax.bar_label(drawn, labels=[f"{d:+.1f}% {v}" for d, v in zip(deltas["delta_pct"], deltas["verdict"])],
-                 fontsize=6, padding=2)  # fmt: skip
+    ax.bar_label(
+        drawn, labels=[f"{d:+.1f}% {v}" for d, v in zip(deltas["delta_pct"], deltas["verdict"])], fontsize=6, padding=2
+    )
     ax.set_yticks(y, [f"{r.model} {r.precision} {r.metric}" for r in deltas.itertuples()], fontsize=7)
     ax.axvline(0, color="#444444", linewidth=0.8)
     ax.invert_yaxis()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from energybench.records import Record, Run
-from energybench.summary import format_value
+from energybench.results.schema import Record, Run
+from energybench.results.summary import format_value
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1d;background:#fafafa}
@@ -38,8 +38,9 @@ class RenderedFigure:
     not_measured: list[str] = field(default_factory=list)
 
 
-def page(run: Run, figures: list[RenderedFigure], deltas: pd.DataFrame | None = None,
-         baseline: Run | None = None) -> str:  # fmt: skip
+def page(
+    run: Run, figures: list[RenderedFigure], deltas: pd.DataFrame | None = None, baseline: Run | None = None
+) -> str:
     """The whole page as one string."""
     sections = [
         header(run),
@@ -53,10 +54,13 @@ def page(run: Run, figures: list[RenderedFigure], deltas: pd.DataFrame | None = 
     sections.append(section("figures", "Figures", "".join(figure_html(f) for f in figures)))
     sections.append(section("machine", "Machine, options and meters", machine_tables(run)))
     title = f"energybench report {run.run_id}"
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body><main>\n"
-            + "\n".join(sections) + "\n</main></body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body><main>\n"
+        + "\n".join(sections)
+        + "\n</main></body></html>\n"
+    )
 
 
 def esc(value: Any) -> str:
@@ -71,8 +75,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], table_id: str, 
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for row in rows:
-        cells = "".join(f'<td class="num">{esc(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>"
-                        for i, c in enumerate(row))  # fmt: skip
+        cells = "".join(
+            f'<td class="num">{esc(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>" for i, c in enumerate(row)
+        )
         body.append(f"<tr>{cells}</tr>")
     if not body:
         return '<p class="missing">none</p>'
@@ -82,13 +87,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], table_id: str, 
 def header(run: Run) -> str:
     commit = run.commit.get("id") or run.commit.get("reason") or "unknown"
     dirty = " (uncommitted changes)" if run.commit.get("dirty") else ""
-    sources = "; ".join(f"{name}: {info.get('kind', '?')} {info.get('checkpoint') or ''}".strip()
-                        for name, info in sorted(run.models.items()))  # fmt: skip
-    return (f"<h1>energybench report: run {esc(run.run_id)}</h1>"
-            f'<p class="meta">started {esc(run.started_at)}, finished {esc(run.finished_at)} · energybench '
-            f"{esc(run.energybench_version)} · commit {esc(commit)}{esc(dirty)} · machine "
-            f"{esc(run.machine.get('fingerprint'))}<br>"
-            f"model sources: {esc(sources or 'not recorded')}</p>")  # fmt: skip
+    sources = "; ".join(
+        f"{name}: {info.get('kind', '?')} {info.get('checkpoint') or ''}".strip()
+        for name, info in sorted(run.models.items())
+    )
+    return (
+        f"<h1>energybench report: run {esc(run.run_id)}</h1>"
+        f'<p class="meta">started {esc(run.started_at)}, finished {esc(run.finished_at)} · energybench '
+        f"{esc(run.energybench_version)} · commit {esc(commit)}{esc(dirty)} · machine "
+        f"{esc(run.machine.get('fingerprint'))}<br>"
+        f"model sources: {esc(sources or 'not recorded')}</p>"
+    )
 
 
 def navigation(figures: list[RenderedFigure], compared: bool) -> str:
@@ -107,8 +116,19 @@ def not_measured_list(run: Run, figures: list[RenderedFigure]) -> str:
 
 
 def summary_table(records: list[Record]) -> str:
-    headers = ("model", "precision", "metric", "value", "unit", "status", "source", "basis / method",
-               "IQR of timed rounds", "rounds", "note")  # fmt: skip
+    headers = (
+        "model",
+        "precision",
+        "metric",
+        "value",
+        "unit",
+        "status",
+        "source",
+        "basis / method",
+        "IQR of timed rounds",
+        "rounds",
+        "note",
+    )
     return table(headers, (summary_row(r) for r in records), "summary-table", numeric=(3, 8, 9))
 
 
@@ -116,8 +136,19 @@ def summary_row(record: Record) -> tuple[Any, ...]:
     timing = record.timing
     iqr = f"{timing.iqr_s * 1000:.3f} ms" if timing else ""
     note = record.reason or ("UNSTABLE (IQR/median > 10%)" if timing and timing.unstable else "")
-    return (record.model, record.precision, record.metric, format_value(record), record.unit, record.status,
-            record.source.get("kind", ""), record.method, iqr, timing.rounds if timing else "", note)  # fmt: skip
+    return (
+        record.model,
+        record.precision,
+        record.metric,
+        format_value(record),
+        record.unit,
+        record.status,
+        record.source.get("kind", ""),
+        record.method,
+        iqr,
+        timing.rounds if timing else "",
+        note,
+    )
 
 
 def budget_table(records: list[Record]) -> str:
@@ -126,8 +157,18 @@ def budget_table(records: list[Record]) -> str:
         if r.budget is None:
             continue
         b = r.budget
-        rows.append((r.model, r.precision, r.metric, format_value(r), f"{b.baseline_value:.4g}",
-                     f"{b.loss:+.3g} {b.unit}", f"{b.limit:.3g} {b.unit}", "pass" if b.passed else "BREACH"))
+        rows.append(
+            (
+                r.model,
+                r.precision,
+                r.metric,
+                format_value(r),
+                f"{b.baseline_value:.4g}",
+                f"{b.loss:+.3g} {b.unit}",
+                f"{b.limit:.3g} {b.unit}",
+                "pass" if b.passed else "BREACH",
+            )
+        )
     headers = ("model", "precision", "metric", "value", f"baseline ({'fp32'})", "loss", "limit", "verdict")
     return table(headers, rows, "budget-table", numeric=(3, 4, 5, 6))
 
@@ -137,20 +178,36 @@ def number(value: Any, pattern: str = "{:.4g}") -> str:
 
 
 def comparison_table(deltas: pd.DataFrame, baseline: Run | None, run: Run) -> str:
-    intro = (f"<p>A = baseline run {esc(baseline.run_id if baseline else '?')}, B = this run {esc(run.run_id)}."
-             " Delta is (B / A - 1) in %; the verdict accounts for whether lower or higher is better.</p>")
-    rows = ((r.model, r.precision, r.metric, getattr(r, "unit", ""), number(r.value_a), number(r.value_b),
-             number(r.delta_pct, "{:+.2f}%"), r.verdict, getattr(r, "note", "")) for r in deltas.itertuples())
+    intro = (
+        f"<p>A = baseline run {esc(baseline.run_id if baseline else '?')}, B = this run {esc(run.run_id)}."
+        " Delta is (B / A - 1) in %; the verdict accounts for whether lower or higher is better.</p>"
+    )
+    rows = (
+        (
+            r.model,
+            r.precision,
+            r.metric,
+            getattr(r, "unit", ""),
+            number(r.value_a),
+            number(r.value_b),
+            number(r.delta_pct, "{:+.2f}%"),
+            r.verdict,
+            getattr(r, "note", ""),
+        )
+        for r in deltas.itertuples()
+    )
     headers = ("model", "precision", "metric", "unit", "A", "B", "delta", "verdict", "note")
     return intro + table(headers, rows, "comparison-table", numeric=(4, 5, 6))
 
 
 def figure_html(figure: RenderedFigure) -> str:
     links = " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in figure.files)
-    return (f'<figure id="fig-{esc(figure.name)}"><img alt="{esc(figure.title)}" '
-            f'src="data:image/svg+xml;base64,{figure.svg_base64}">'
-            f"<figcaption><strong>{esc(figure.title)}.</strong> {esc(figure.caption)} Files: {links}</figcaption>"
-            "</figure>")  # fmt: skip
+    return (
+        f'<figure id="fig-{esc(figure.name)}"><img alt="{esc(figure.title)}" '
+        f'src="data:image/svg+xml;base64,{figure.svg_base64}">'
+        f"<figcaption><strong>{esc(figure.title)}.</strong> {esc(figure.caption)} Files: {links}</figcaption>"
+        "</figure>"
+    )
 
 
 def machine_tables(run: Run) -> str:

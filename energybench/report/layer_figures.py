@@ -28,19 +28,32 @@ def types(layers: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def energy_by_layer_type(layers: pd.DataFrame) -> Figure:
     """Energy per sample apportioned to each layer type by its time share; estimated meters hatched."""
-    figure, ax, rows = layer_type_bars(layers, "energy_j_per_sample", "layer-energy",
-                                       "Energy by layer type (apportioned by time share)", "energy per sample (J)")
+    figure, ax, rows = layer_type_bars(
+        layers,
+        "energy_j_per_sample",
+        "layer-energy",
+        "Energy by layer type (apportioned by time share)",
+        "energy per sample (J)",
+    )
     if not rows.empty:
-        ax.text(0.01, 0.99, "basis: " + ", ".join(sorted(rows["energy_basis"].dropna().unique())) +
-                ("  (hatched = from an estimated meter)" if rows["energy_basis"].map(draw.is_estimated).any() else ""),
-                transform=ax.transAxes, va="top", fontsize=7)  # fmt: skip
+        ax.text(
+            0.01,
+            0.99,
+            "basis: "
+            + ", ".join(sorted(rows["energy_basis"].dropna().unique()))
+            + ("  (hatched = from an estimated meter)" if rows["energy_basis"].map(draw.is_estimated).any() else ""),
+            transform=ax.transAxes,
+            va="top",
+            fontsize=7,
+        )
     return figure
 
 
 def impact_by_layer_type(layers: pd.DataFrame) -> Figure:
     """Prediction impact of ablating each layer type (impact score; KL and quality delta in the table)."""
-    figure, _, _ = layer_type_bars(layers, "impact_score", "impact", "Prediction impact by layer type (ablation)",
-                                   "impact score")  # fmt: skip
+    figure, _, _ = layer_type_bars(
+        layers, "impact_score", "impact", "Prediction impact by layer type (ablation)", "impact score"
+    )
     return figure
 
 
@@ -53,8 +66,13 @@ def layer_type_bars(layers: pd.DataFrame, column: str, metric: str, title: str, 
     if rows.empty:
         draw.not_measured(ax, layer_reason(layers, column, metric))
     else:
-        grouped(ax, rows.rename(columns={"series": "model x precision"}), column, group="layer_type",
-                hue="model x precision")  # fmt: skip
+        grouped(
+            ax,
+            rows.rename(columns={"series": "model x precision"}),
+            column,
+            group="layer_type",
+            hue="model x precision",
+        )
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", labelrotation=20)
     return stamped_layers(figure, layers), ax, rows
@@ -73,8 +91,9 @@ def energy_vs_impact(layers: pd.DataFrame) -> Figure:
     colors = draw.model_colors(list((rows["model"] + " " + rows["precision"]).unique()))
     for (model, precision), part in rows.groupby(["model", "precision"], sort=True):
         label = f"{model} {precision}: " + correlation_text(part.iloc[0])
-        ax.scatter(part["energy_j_per_sample"], part["impact_score"], color=colors[f"{model} {precision}"],
-                   label=label, s=30)  # fmt: skip
+        ax.scatter(
+            part["energy_j_per_sample"], part["impact_score"], color=colors[f"{model} {precision}"], label=label, s=30
+        )
     ax.set_xlabel("energy per sample (J, apportioned)")
     ax.set_ylabel("impact score")
     ax.legend(fontsize=7)
@@ -112,8 +131,15 @@ def heatmap(figure: Figure, ax, matrix: pd.DataFrame) -> None:
     ax.set_xticks(np.arange(len(matrix)), matrix.columns, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(np.arange(len(matrix)), matrix.index, fontsize=8)
     for (i, j), value in np.ndenumerate(values):
-        ax.text(j, i, "-" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if abs(value) > 0.6 else "black")  # fmt: skip
+        ax.text(
+            j,
+            i,
+            "-" if np.isnan(value) else f"{value:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if abs(value) > 0.6 else "black",
+        )
     figure.colorbar(image, ax=ax, label="Spearman rho", shrink=0.8)
 
 

@@ -12,23 +12,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from energybench.records import Record, Run
-from energybench.store import flat_row
+from energybench.catalog import ALL_PRECISIONS, BASES, ENERGY_METRICS, METRICS, UNIT_DISPLAY
+from energybench.results.schema import Record, Run
+from energybench.results.store import flat_row
 
-LOWER_IS_BETTER = {"latency", "memory", "size", "energy", "power", "co2", "perplexity", "layer-energy"}
-ENERGY_METRICS = {"energy", "power", "co2", "layer-energy"}
-BASES = ("measured", "sampled", "estimated", "apportioned")
-PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8", "mixed")
-DISPLAY = {  # unit -> (factor, display unit)
-    "s": (1e3, "ms"),
-    "bytes": (1 / 2**20, "MiB"),
-    "fraction": (100.0, "%"),
-}
+PRECISION_ORDER = ALL_PRECISIONS
 LAYER_COLUMNS = (
-    "model", "precision", "level", "layer", "layer_type", "calls", "time_s_per_sample", "share",
-    "energy_j_per_sample", "energy_basis", "ablation", "kl_mean", "kl_lo", "kl_hi", "quality_delta",
-    "impact_score", "sensitivity_int8", "sensitivity_fp16", "spearman_rho", "pearson_r", "corr_n", "source_kind",
-)  # fmt: skip
+    "model",
+    "precision",
+    "level",
+    "layer",
+    "layer_type",
+    "calls",
+    "time_s_per_sample",
+    "share",
+    "energy_j_per_sample",
+    "energy_basis",
+    "ablation",
+    "kl_mean",
+    "kl_lo",
+    "kl_hi",
+    "quality_delta",
+    "impact_score",
+    "sensitivity_int8",
+    "sensitivity_fp16",
+    "spearman_rho",
+    "pearson_r",
+    "corr_n",
+    "source_kind",
+)
 
 
 def run_frame(run: Run) -> pd.DataFrame:
@@ -61,7 +73,8 @@ def record_row(run: Run, record: Record) -> dict[str, Any]:
         "details": record.details,
     }
     row["value_lo"], row["value_hi"] = spread(record)
-    factor, unit = DISPLAY.get(record.unit, (1.0, record.unit))
+    display = UNIT_DISPLAY.get(record.unit)
+    factor, unit = (display.factor, display.unit) if display else (1.0, record.unit)
     row["display_unit"] = unit
     for key in ("value", "value_lo", "value_hi"):
         row[f"display_{key}"] = None if row[key] is None else row[key] * factor
@@ -137,7 +150,7 @@ def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     base = rows[rows["precision"] == "fp32"].set_index("model")["value"]
     rows = rows[rows["model"].isin(base.index)].copy()
     fp32 = rows["model"].map(base)
-    lower = metric in LOWER_IS_BETTER
+    lower = not (metric in METRICS and METRICS[metric].higher_is_better)
     rows["fp32_value"] = fp32
     rows["change_pct"] = (rows["value"] / fp32 - 1.0) * 100.0
     rows["gain"] = fp32 / rows["value"] if lower else rows["value"] / fp32
@@ -157,8 +170,9 @@ def quality_delta_frame(frame: pd.DataFrame) -> pd.DataFrame:
         loss = (rel["fp32_value"] - rel["value"]) * 100.0 if metric == "accuracy" else rel["change_pct"]
         parts.append(rel.assign(quality_loss=loss, quality_unit=unit))
     if not parts:
-        return relative_frame(frame, "accuracy").assign(quality_loss=pd.Series(dtype=float),
-                                                         quality_unit=pd.Series(dtype=object))  # fmt: skip
+        return relative_frame(frame, "accuracy").assign(
+            quality_loss=pd.Series(dtype=float), quality_unit=pd.Series(dtype=object)
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -182,22 +196,37 @@ def layer_frame(run: Run) -> pd.DataFrame:
             continue
         for level in ("type", "layer"):
             for item in record.details.get(f"per_{level}") or []:
-                key = (record.model, record.precision, level, item.get("layer") if level == "layer" else None,
-                       item.get("layer_type"))  # fmt: skip
+                key = (
+                    record.model,
+                    record.precision,
+                    level,
+                    item.get("layer") if level == "layer" else None,
+                    item.get("layer_type"),
+                )
                 row = rows.setdefault(key, base_layer_row(record, level, item))
                 row.update(layer_values(record, level, item))
     frame = pd.DataFrame(list(rows.values()), columns=list(LAYER_COLUMNS))
     frame.attrs["run_id"] = run.run_id
-    frame.attrs["reasons"] = {metric: [f"{r.model} {r.precision}: {r.reason}" for r in run.records
-                                       if r.metric == metric and r.value is None and r.reason]
-                              for metric in ("layer-energy", "impact")}  # fmt: skip
+    frame.attrs["reasons"] = {
+        metric: [
+            f"{r.model} {r.precision}: {r.reason}"
+            for r in run.records
+            if r.metric == metric and r.value is None and r.reason
+        ]
+        for metric in ("layer-energy", "impact")
+    }
     return frame
 
 
 def base_layer_row(record: Record, level: str, item: dict[str, Any]) -> dict[str, Any]:
-    return {"model": record.model, "precision": record.precision, "level": level,
-            "layer": item.get("layer") if level == "layer" else None, "layer_type": item.get("layer_type"),
-            "source_kind": record.source.get("kind")}  # fmt: skip
+    return {
+        "model": record.model,
+        "precision": record.precision,
+        "level": level,
+        "layer": item.get("layer") if level == "layer" else None,
+        "layer_type": item.get("layer_type"),
+        "source_kind": record.source.get("kind"),
+    }
 
 
 def layer_values(record: Record, level: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -211,9 +240,17 @@ def layer_values(record: Record, level: str, item: dict[str, Any]) -> dict[str, 
     ci = item.get("kl_ci95") or [None, None]
     sensitivity = item.get("sensitivity") or {}
     correlation = (record.details.get("correlation") or {}).get(f"per_{level}") or {}
-    values.update({"kl_lo": ci[0], "kl_hi": ci[1], "sensitivity_int8": sensitivity.get("int8"),
-                   "sensitivity_fp16": sensitivity.get("fp16"), "spearman_rho": correlation.get("spearman_rho"),
-                   "pearson_r": correlation.get("pearson_r"), "corr_n": correlation.get("n")})  # fmt: skip
+    values.update(
+        {
+            "kl_lo": ci[0],
+            "kl_hi": ci[1],
+            "sensitivity_int8": sensitivity.get("int8"),
+            "sensitivity_fp16": sensitivity.get("fp16"),
+            "spearman_rho": correlation.get("spearman_rho"),
+            "pearson_r": correlation.get("pearson_r"),
+            "corr_n": correlation.get("n"),
+        }
+    )
     return values
 
 
@@ -261,8 +298,9 @@ def plan_frame(frame: pd.DataFrame) -> pd.DataFrame:
         elif record.metric == "energy":
             got = energy[(energy["model"] == record.model) & (energy["precision"] == "mixed")]
             got = got.assign(saving_pct=-got["change_pct"])
-            rows.append(plan_row(record, "energy saving (%)", plan.get("predicted_energy_saving_pct"), got,
-                                 "saving_pct"))  # fmt: skip
+            rows.append(
+                plan_row(record, "energy saving (%)", plan.get("predicted_energy_saving_pct"), got, "saving_pct")
+            )
     return pd.DataFrame(rows, columns=["model", "quantity", "predicted", "measured", "reason", "layers", "budget"])
 
 
@@ -270,5 +308,12 @@ def plan_row(record: Any, quantity: str, predicted: Any, got: pd.DataFrame, colu
     plan = record.details["plan"]
     value = float(got[column].iloc[0]) if not got.empty else None
     reason = None if value is not None else (record.reason or "no fp32 baseline of the same model in this run")
-    return {"model": record.model, "quantity": quantity, "predicted": predicted, "measured": value,
-            "reason": reason, "layers": len(plan.get("quantize") or []), "budget": plan.get("budget")}  # fmt: skip
+    return {
+        "model": record.model,
+        "quantity": quantity,
+        "predicted": predicted,
+        "measured": value,
+        "reason": reason,
+        "layers": len(plan.get("quantize") or []),
+        "budget": plan.get("budget"),
+    }

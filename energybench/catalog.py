@@ -1,0 +1,357 @@
+"""Every fact declared once: metrics, precisions, meters, devices and options.
+
+Everything else reads these tables: the pytest options and their ini twins, the settings
+parser, the comparison's directions, the summary's and the report's units, and the generated
+options reference (``docs/options.md``). Adding a metric means one :class:`Metric` here and the
+code that measures it. This module imports nothing of energybench and nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["lower", "higher"]
+OptionKind = Literal["names", "choice", "int", "optional-int", "seconds", "spec", "path", "text", "flag"]
+
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+CAUSAL_LM = "causal-lm"
+TASKS = (SEQUENCE_CLASSIFICATION, CAUSAL_LM)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured quantity.
+
+    ``selectable``: a ``--metric`` value with a benchmark of its own (``power`` and ``co2`` are
+    recorded by the energy benchmark). ``metered``: its benchmark opens the power meters.
+    ``deterministic``: the same model and data give the same number (compared exactly).
+    ``energy_like``: a figure with an energy basis (measured / sampled / estimated / apportioned).
+    ``comparable``: compared between runs and gated on (``impact``'s value is a correlation, not a cost).
+    """
+
+    name: str
+    direction: Direction
+    unit: str  # the headline value's unit in a record ("J/item" style units are per the workload's item)
+    description: str
+    task: str | None = None  # only benchmarks of models of this task
+    selectable: bool = True
+    metered: bool = False
+    deterministic: bool = False
+    energy_like: bool = False
+    comparable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("lower", "higher"):
+            raise ValueError(f"metric {self.name}: direction {self.direction!r}; accepted: lower, higher")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "higher"
+
+
+METRIC_LIST = (
+    Metric(
+        "accuracy",
+        "higher",
+        "fraction",
+        "SST-2 validation accuracy (argmax)",
+        task=SEQUENCE_CLASSIFICATION,
+        deterministic=True,
+    ),
+    Metric(
+        "perplexity",
+        "lower",
+        "perplexity",
+        "WikiText-2 test perplexity, strided and token-weighted",
+        task=CAUSAL_LM,
+        deterministic=True,
+    ),
+    Metric("latency", "lower", "s", "single-request latency (batch 1), median of the timed rounds"),
+    Metric("throughput", "higher", "items/s", "items per second at --batch-size"),
+    Metric("memory", "lower", "bytes", "peak memory of one forward pass at --batch-size"),
+    Metric("size", "lower", "bytes", "serialized size of the converted model", deterministic=True),
+    Metric(
+        "energy",
+        "lower",
+        "J/item",
+        "energy per item over a metered window, total and above idle",
+        metered=True,
+        energy_like=True,
+    ),
+    Metric("power", "lower", "W", "average power over the energy window", selectable=False, energy_like=True),
+    Metric(
+        "co2",
+        "lower",
+        "gCO2eq/item",
+        "energy per item x the grid's carbon intensity",
+        selectable=False,
+        energy_like=True,
+    ),
+    Metric(
+        "layer-energy",
+        "lower",
+        "J/item",
+        "per-unit time share and apportioned energy (layer study)",
+        metered=True,
+        energy_like=True,
+    ),
+    Metric(
+        "impact",
+        "higher",
+        "rho",
+        "per-unit prediction impact (ablation KL) and its energy correlation",
+        metered=True,
+        comparable=False,
+    ),
+)
+METRICS = {m.name: m for m in METRIC_LIST}
+SELECTABLE_METRICS = tuple(m.name for m in METRIC_LIST if m.selectable)
+METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
+ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
+QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task}  # task -> its quality metric
+
+
+def metric(name: str) -> Metric:
+    """The declared metric; a KeyError names the accepted ones."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; accepted: {', '.join(METRICS)}") from None
+
+
+@dataclass(frozen=True)
+class UnitDisplay:
+    factor: float
+    unit: str
+    decimals: int
+
+
+# How a record's unit is shown (terminal summary, HTML tables and figure axes).
+UNIT_DISPLAY = {
+    "fraction": UnitDisplay(100.0, "%", 2),
+    "perplexity": UnitDisplay(1.0, "", 2),
+    "s": UnitDisplay(1e3, "ms", 3),
+    "bytes": UnitDisplay(1 / 2**20, "MiB", 2),
+}
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """A value in its display unit: ``0.8073`` fraction -> ``80.73 %``; ``None`` -> ``-``."""
+    if value is None:
+        return "-"
+    display = UNIT_DISPLAY.get(unit)
+    if display is None:
+        return f"{value:.4g} {unit}".rstrip()
+    return f"{value * display.factor:.{display.decimals}f} {display.unit}".rstrip()
+
+
+# How an energy figure was obtained (the record's ``basis``), strongest first.
+BASES = ("measured", "sampled", "estimated", "apportioned")
+GATED_BASES = ("measured", "sampled")  # estimates are shown, never gated on
+
+# Names only: energybench.models.precision holds the converters (and imports torch).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
+ALL_PRECISIONS = (*PRECISIONS, MIXED)
+BASELINE_PRECISION = "fp32"
+
+METERS = ("nvml", "rapl", "codecarbon")
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_SOURCES = ("auto", "hub", "path", "embedded", "shape-only")
+MODELS = ("distilbert", "gpt2", "bert-base")  # the registry (energybench.models.registry) holds their specs
+CUSTOM_MODEL = "custom"  # the name of a --model-path checkpoint that is not named after a registered model
+
+DEFAULT_ACCURACY_BUDGET_PP = {"int8": 1.0, "fp16": 0.3, "bf16": 0.3}
+DEFAULT_PERPLEXITY_BUDGET_PCT = {"int8": 5.0, "fp16": 1.0, "bf16": 1.0}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option (``--name``) with its ini twin (``energybench_<dest>``).
+
+    ``default`` is what the settings parser uses when neither is given (``None``: not set, or
+    derived as ``default_text`` says); the help text shows ``default_text`` in brackets.
+    """
+
+    name: str
+    kind: OptionKind
+    help: str
+    metavar: str | None = None
+    default: str | int | float | bool | None = None
+    default_text: str | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def ini(self) -> str:
+        return f"energybench_{self.dest}"
+
+    def help_text(self) -> str:
+        shown = self.default_text if self.default_text is not None else self.default
+        return self.help + (f" [{shown}]" if shown not in (None, "", False) else "")
+
+
+OPTIONS = (
+    Option(
+        "model",
+        "names",
+        f"models, comma-separated or 'all': {', '.join(MODELS)}",
+        "NAMES",
+        "distilbert",
+        choices=MODELS,
+    ),
+    Option(
+        "precision",
+        "names",
+        f"precisions, comma-separated or 'all': {', '.join(PRECISIONS)}; "
+        f"{MIXED} (the layer study's plan) is opt-in: all,{MIXED}",
+        "NAMES",
+        "all",
+        choices=ALL_PRECISIONS,
+    ),
+    Option(
+        "metric",
+        "names",
+        f"metrics, comma-separated or 'all': {', '.join(SELECTABLE_METRICS)}",
+        "NAMES",
+        "all",
+        choices=SELECTABLE_METRICS,
+    ),
+    Option("device", "choice", "cpu, cuda or auto (cuda when visible)", "DEV", "auto", choices=DEVICES),
+    Option(
+        "model-source",
+        "choice",
+        "auto (hub if reachable or cached, else embedded), hub, embedded, shape-only",
+        "SRC",
+        "auto",
+        choices=MODEL_SOURCES,
+    ),
+    Option("model-path", "path", "a local fine-tuned checkpoint (save_pretrained folder) to benchmark instead", "DIR"),
+    Option(
+        "task",
+        "choice",
+        "task of --model-path when its config does not say: " + ", ".join(TASKS),
+        "TASK",
+        choices=TASKS,
+    ),
+    Option("batch-size", "int", "batch size for evaluation, throughput and memory", "N", 32),
+    Option("seq-len", "int", "tokens per sequence for latency, throughput and memory", "N", 128),
+    Option(
+        "max-samples",
+        "optional-int",
+        "quick runs: first N SST-2 sentences / N perplexity windows",
+        "N",
+        default_text="all",
+    ),
+    Option("rounds", "int", "timed rounds per latency/throughput benchmark", "N", 30),
+    Option("warmup-rounds", "int", "untimed warm-up rounds before timing", "N", 3),
+    Option("ppl-context", "optional-int", "perplexity window length in tokens", "N", default_text="model maximum"),
+    Option("ppl-stride", "optional-int", "perplexity stride in tokens", "N", default_text="context / 2"),
+    Option(
+        "accuracy-budget",
+        "spec",
+        "max accuracy loss vs fp32 in points, e.g. int8=1.0,fp16=0.3",
+        "SPEC",
+        default_text="pyproject / built-in",
+    ),
+    Option(
+        "perplexity-budget",
+        "spec",
+        "max perplexity increase vs fp32 in %, e.g. int8=5,gpt2/fp16=1",
+        "SPEC",
+        default_text="pyproject / built-in",
+    ),
+    Option("reports-dir", "path", "where runs are saved, relative to the rootdir", "DIR", "reports"),
+    Option(
+        "meters",
+        "spec",
+        f"power meters: auto (what works here), none, or a list of {', '.join(METERS)}",
+        "SPEC",
+        "auto",
+        choices=METERS,
+    ),
+    Option(
+        "energy-min-s",
+        "seconds",
+        "shortest energy window",
+        "SECONDS",
+        default_text="10 x the sensor update period, at least 2 s",
+    ),
+    Option("energy-min-calls", "int", "fewest workload calls in an energy window", "N", 10),
+    Option("idle-s", "seconds", "idle baseline length per meter", "SECONDS", 3.0, default_text="3"),
+    Option("country", "text", "country for CodeCarbon's carbon intensity (ISO 3166 alpha-3), e.g. FRA", "ISO3", "USA"),
+    Option("region", "text", "region within the country for CodeCarbon (e.g. a US state)", "NAME"),
+    Option(
+        "impact-samples",
+        "optional-int",
+        "layer impact: SST-2 sentences / WikiText-2 windows per ablation",
+        "N",
+        default_text="256 / 32",
+    ),
+    Option(
+        "energy-budget",
+        "spec",
+        "max energy per item vs fp32 as a ratio, e.g. int8=0.8 (never gated on estimates)",
+        "SPEC",
+    ),
+    Option(
+        "compare",
+        "text",
+        "compare this session with a saved run: run id, run folder, 'latest' or a baseline name",
+        "RUN",
+    ),
+    Option(
+        "fail-on",
+        "spec",
+        "regression limits for --compare, e.g. latency:+10%,energy:+10%,accuracy:-0.5pp,perplexity:+2%",
+        "SPEC",
+    ),
+    Option(
+        "save-baseline", "text", "also save this session's run as the named baseline (replacing it), e.g. main", "NAME"
+    ),
+    Option("no-save", "flag", "do not save the run under the reports dir", default=False),
+    Option(
+        "report",
+        "flag",
+        "write the figures and HTML report of the saved run into <run>/report/",
+        default=False,
+        default_text="off",
+    ),
+)
+OPTION_BY_DEST = {o.dest: o for o in OPTIONS}
+
+
+def options_reference() -> str:
+    """The options reference (``docs/options.md``), generated so it cannot drift from the code."""
+    lines = [
+        "# Options reference",
+        "",
+        "Generated from `energybench/catalog.py` by `energybench options`; a test checks",
+        "that this file matches. Every option has an ini twin (`energybench_<name>` in `[pytest]` /",
+        "`[tool.pytest.ini_options]`). Precedence: command line > ini > `[tool.energybench]` > default.",
+        "",
+        "| option | ini key | value | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for o in OPTIONS:
+        shown = o.default_text if o.default_text is not None else o.default
+        value = o.metavar or "(flag)"
+        lines.append(f"| `--{o.name}` | `{o.ini}` | {value} | {'' if shown is None else shown} | {o.help} |")
+    lines += [
+        "",
+        "## Metrics",
+        "",
+        "| metric | direction | unit | task | metered | what |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in METRIC_LIST:
+        name = f"`{m.name}`" if m.selectable else f"`{m.name}` (recorded by `energy`)"
+        task = m.task or "any"
+        lines.append(
+            f"| {name} | {m.direction} is better | {m.unit} | {task} | {'yes' if m.metered else ''} | {m.description} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,310 @@
+"""One benchmark session: resolves sources once, owns loaded models, baselines and records,
+and saves the run at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from energybench.catalog import METRICS
+from energybench.harness.options import Settings, SettingsError
+from energybench.models.precision import Prepared
+from energybench.models.registry import REGISTRY, LoadedModel, ModelSource, ModelSourceError, resolve, resolve_path
+from energybench.results.schema import Record, Run
+from energybench.version import __version__
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    precision: str
+    metric: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.precision}"
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class BenchSession:
+    def __init__(self, settings: Settings, rootdir: Path, progress: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.rootdir = Path(rootdir)
+        self.progress = progress
+        self.started_at = utc_now()
+        self.sources: dict[str, ModelSource] = {}
+        self.records: list[Record] = []
+        self.recorded_tests: set[str] = set()
+        self.saved_path: Path | None = None
+        self.report_note: str | None = None  # where --report wrote the report, or why it did not
+        self.device: Any = None
+        self._loaded: dict[str, LoadedModel] = {}
+        self._prepared: tuple[tuple[str, str], Prepared] | None = None
+        self._quality: dict[tuple[str, str, str], Any] = {}
+        self.meter_set: Any = None  # energybench.measure.meters.selection.MeterSet, opened when energy is measured
+        self._idle: dict[str, Any] = {}
+        self.comparison: Any = None  # energybench.results.compare.Comparison, when --compare was given
+        self.baseline_path: Path | None = None
+        self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
+        self.study: dict[tuple, Any] = {}  # energybench.layers.study: layer tables, sensitivities, plans
+
+    # -- start-up -------------------------------------------------------------------------
+    def activate(self, with_energy: bool = False) -> None:
+        """Resolve the device, every model source and (for energy) the meters; SettingsError if unusable."""
+        if self.device is not None:
+            return
+        self.device = resolve_device(self.settings.device)
+        try:
+            for name in self.settings.models:
+                self.sources[name] = self.resolve_source(name)
+        except ModelSourceError as error:
+            raise SettingsError(str(error)) from error
+        if with_energy:
+            self.open_meters()
+
+    def open_meters(self) -> None:
+        from energybench.measure.meters import MeterUnavailable
+        from energybench.measure.meters.selection import open_meters
+
+        try:
+            self.meter_set = open_meters(
+                self.settings.meters,
+                self.device,
+                country=self.settings.country,
+                region=self.settings.region,
+                rapl_root=None,
+                output_dir=self.settings.reports_dir,
+            )
+        except MeterUnavailable as error:
+            raise SettingsError(str(error)) from error
+
+    def idle_reading(self, meter: Any) -> Any:
+        """The meter's reading over ``idle_s`` seconds of doing nothing, once per session."""
+        import time
+
+        if meter.name not in self._idle:
+            meter.start()
+            time.sleep(max(self.settings.idle_s, meter.update_period_s * 2))
+            self._idle[meter.name] = meter.stop()
+        return self._idle[meter.name]
+
+    def close(self) -> None:
+        if self.meter_set is not None:
+            self.meter_set.close()
+
+    def resolve_source(self, name: str) -> ModelSource:
+        if self.settings.model_path:
+            task = self.settings.task or (REGISTRY[name].task if name in REGISTRY else None)
+            return resolve_path(name, self.settings.model_path, task)
+        return resolve(REGISTRY[name], self.settings.model_source)
+
+    def task(self, model: str) -> str:
+        if model in self.sources:
+            return self.sources[model].task
+        if model in REGISTRY:
+            return REGISTRY[model].task
+        return self.settings.task or checkpoint_task(self.settings.model_path)
+
+    def cases(self, metric: str) -> list[Case]:
+        task = METRICS[metric].task
+        models = [m for m in self.settings.models if task is None or self.task(m) in (task, None)]
+        return [Case(m, p, metric) for m in models for p in self.settings.precisions]
+
+    # -- models ---------------------------------------------------------------------------
+    def loaded(self, model: str) -> LoadedModel:
+        if model not in self._loaded:
+            from energybench.models.registry import load
+
+            self._loaded[model] = load(self.sources[model], progress=self.progress)
+        return self._loaded[model]
+
+    def prepared(self, model: str, precision: str, build: Callable[[], Prepared] | None = None) -> Prepared:
+        """The converted model for (model, precision), kept until another one is asked for.
+
+        ``build`` makes a precision that needs more than a converter (``mixed`` needs its plan).
+        """
+        key = (model, precision)
+        if self._prepared is None or self._prepared[0] != key:
+            self.release_prepared()
+            self._prepared = (key, build() if build else self.fresh(model, precision))
+        return self._prepared[1]
+
+    def fresh(self, model: str, precision: str) -> Prepared:
+        """A new converted copy (the fp32 original stays untouched). Raises PrecisionUnsupported."""
+        from energybench.models.precision import convert
+
+        loaded = self.loaded(model)
+        converted = convert(copy.deepcopy(loaded.model), precision, self.device)
+        return Prepared(loaded, converted.model, precision, converted.implementation, converted.details, self.device)
+
+    def release_prepared(self) -> None:
+        self._prepared = None
+        gc.collect()
+        if self.device is not None and self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # -- quality and baselines ------------------------------------------------------------
+    def quality(self, model: str, precision: str, metric: str, prepared: Prepared | None = None) -> Any:
+        """Accuracy or perplexity for (model, precision), computed once per session."""
+        key = (model, precision, metric)
+        if key not in self._quality:
+            from energybench.measure.quality import quality
+            from energybench.progress import Prefixed
+
+            progress = Prefixed(self.progress, f"{model} {precision}") if self.progress else None
+            prepared = prepared or self.prepared(model, precision)
+            self._quality[key] = quality(prepared, metric, self.settings, progress)
+        return self._quality[key]
+
+    # -- records and the run --------------------------------------------------------------
+    def add(self, record: Record) -> Record:
+        self.records.append(record)
+        if record.test_id:
+            self.recorded_tests.add(record.test_id)
+        return record
+
+    def build_run(self, run_id: str) -> Run:
+        from energybench.results.environment import commit_info, machine_info
+
+        models = self.models_summary()
+        machine, meters = machine_info(str(self.device or "cpu")), self.meters_summary()
+        if self.workers:  # measured by xdist workers: their machine view (GPU, pinning) is the one that counts
+            first = self.workers[min(self.workers)]
+            machine, meters = dict(first["machine"]), first["meters"]
+            machine["workers"] = {
+                w: {
+                    "device": o["machine"].get("device"),
+                    "cuda_visible_devices": o["machine"].get("cuda_visible_devices"),
+                }
+                for w, o in sorted(self.workers.items())
+            }
+            for output in self.workers.values():
+                models.update(output["models"])
+        return Run(
+            run_id=run_id,
+            started_at=self.started_at,
+            finished_at=utc_now(),
+            energybench_version=__version__,
+            machine=machine,
+            commit=commit_info(self.rootdir),
+            options=self.settings.to_dict(),
+            models=models,
+            records=list(self.records),
+            meters=meters,
+        )
+
+    def meters_summary(self) -> dict[str, Any]:
+        if self.meter_set is None:
+            return {}
+        return {"open": {m.name: m.device for m in self.meter_set.meters}, "absent": dict(self.meter_set.absent)}
+
+    def models_summary(self) -> dict[str, dict[str, Any]]:
+        return {name: {**source.to_dict(), **self.model_details(name)} for name, source in self.sources.items()}
+
+    def model_details(self, name: str) -> dict[str, Any]:
+        loaded = self._loaded.get(name)
+        return {"load_details": loaded.details} if loaded else {}
+
+    def finish(self) -> None:
+        """At the end of the session: save the run, promote it to a baseline, compare it (the gate)."""
+        from energybench.results.store import new_run_id, save_baseline, save_run
+
+        if not self.records:
+            return
+        run = self.build_run(new_run_id())
+        if self.settings.save:
+            self.saved_path = save_run(run, self.settings.reports_dir)
+            if self.settings.save_baseline:
+                self.baseline_path = save_baseline(
+                    self.saved_path, self.settings.reports_dir, self.settings.save_baseline
+                )
+        if self.settings.compare_path:
+            self.comparison = self.compare_with(run)
+
+    def compare_with(self, run: Run) -> Any:
+        from energybench.results.compare import compare_runs, parse_fail_on, render
+        from energybench.results.store import load_run, write_file
+
+        comparison = compare_runs(load_run(self.settings.compare_path), run, parse_fail_on(self.settings.fail_on))
+        if self.saved_path:
+            write_file(self.saved_path / "comparison.md", render(comparison, "markdown") + "\n")
+            write_file(self.saved_path / "comparison.json", render(comparison, "json") + "\n")
+        return comparison
+
+    # -- pytest-xdist: workers measure, the controller saves one run --------------------------
+    def worker_output(self, worker_id: str) -> dict[str, Any]:
+        import json
+
+        from energybench.results.environment import machine_info
+
+        output = {
+            "worker": worker_id,
+            "records": [r.to_dict() for r in self.records],
+            "models": self.models_summary(),
+            "machine": machine_info(str(self.device or "cpu")),
+            "meters": self.meters_summary(),
+        }
+        return json.loads(json.dumps(output, default=str))  # plain types only: execnet carries nothing else
+
+    def merge_worker(self, output: dict[str, Any]) -> None:
+        self.records.extend(Record.from_dict(r) for r in output["records"])
+        self.workers[output["worker"]] = output
+
+    def write_report(self) -> None:
+        """With --report: the figures and HTML page of the run just saved, or why there are none."""
+        if not self.settings.report:
+            return
+        if self.saved_path is None:
+            self.report_note = "report not written: no run was saved (nothing measured, or --no-save)"
+            return
+        self.report_note = render_report(self.saved_path, self.settings.compare_path)
+
+
+def render_report(run: Path, compare: Path | None) -> str:
+    """Draw the report in a child process (``energybench report``): the report stage stays out of
+    the harness, and matplotlib's memory out of the benchmark process. Returns the line to show."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "energybench.cli", "report", str(run)]
+    command += ["--compare", str(compare)] if compare else []
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return f"report written to {run / 'report' / 'index.html'}"
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    why = lines[-1].removeprefix("energybench report: ") if lines else f"exit status {done.returncode}"
+    return f"report not written: {why} (the run is saved; retry with: energybench report {run})"
+
+
+def checkpoint_task(path: Path | None) -> str | None:
+    """Best-effort task of a checkpoint folder at collection time; activate() reports any problem."""
+    from energybench.models.registry import task_of_checkpoint
+
+    try:
+        return task_of_checkpoint(Path(path)) if path else None
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_device(requested: str) -> Any:
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(
+            "--device cuda: no CUDA device is visible (torch.cuda.is_available() is False); "
+            "use --device cpu or auto, or install a CUDA build of torch"
+        )
+    return torch.device(requested)

@@ -1,0 +1,251 @@
+"""Quality metrics on evaluation sets: SST-2 accuracy and WikiText-2 strided perplexity.
+
+Both follow the published protocols: accuracy over the full 872-sentence SST-2 validation
+set (or a declared subset), and the strided sliding-window, token-weighted perplexity of the
+Hugging Face perplexity guide (https://huggingface.co/docs/transformers/perplexity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from energybench.models.precision import Prepared
+from energybench.models.quiet import quiet_transformers
+from energybench.progress import advance
+
+
+class QualitySettings(Protocol):
+    """The settings a quality pass reads (the harness's Settings has them)."""
+
+    max_samples: int | None
+    batch_size: int
+    ppl_context: int | None
+    ppl_stride: int | None
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    accuracy: float
+    correct: int
+    total: int
+    padding: str
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    perplexity: float
+    nll_per_token: float
+    scored_tokens: int
+    windows: int
+    context: int
+    stride: int
+    total_tokens: int
+
+
+def encode_unpadded(tokenizer: Any, sentences: list[str], max_len: int) -> list[dict[str, list[int]]]:
+    encoded = tokenizer(sentences, truncation=True, max_length=max_len)
+    names = [n for n in tokenizer.model_input_names if n in encoded]
+    return [{n: encoded[n][i] for n in names} for i in range(len(sentences))]
+
+
+def pad_batch(items: list[dict[str, list[int]]], pad_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest member (dynamic) or to ``pad_to`` (fixed)."""
+    length = pad_to or max(len(item["input_ids"]) for item in items)
+    batch: dict[str, torch.Tensor] = {}
+    for name in items[0]:
+        fill = pad_id if name == "input_ids" else 0
+        rows = [item[name][:length] + [fill] * (length - len(item[name][:length])) for item in items]
+        batch[name] = torch.tensor(rows, dtype=torch.long)
+    return batch
+
+
+def label_order(model: nn.Module) -> list[int]:
+    """Map model output index -> SST-2 label (0 negative, 1 positive) from ``config.id2label``."""
+    id2label = {int(k): str(v).lower() for k, v in getattr(model.config, "id2label", {}).items()}
+    if len(id2label) == 2 and any("neg" in v for v in id2label.values()):
+        return [0 if "neg" in id2label[i] else 1 for i in range(2)]
+    return [0, 1]
+
+
+@torch.inference_mode()
+def predict_labels(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: list[str],
+    *,
+    batch_size: int,
+    device: torch.device,
+    max_len: int = 512,
+    pad_to: int | None = None,
+    progress: Any = None,
+) -> list[int]:
+    """Predicted SST-2 labels. Length-sorted dynamic padding unless ``pad_to`` fixes the length."""
+    items = encode_unpadded(tokenizer, sentences, pad_to or max_len)
+    order = list(range(len(items)))
+    if pad_to is None:
+        order.sort(key=lambda i: len(items[i]["input_ids"]))
+    mapping = torch.tensor(label_order(model))
+    predictions = [0] * len(items)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = pad_batch([items[i] for i in chunk], tokenizer.pad_token_id, pad_to)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        for i, label in zip(chunk, mapping[logits.argmax(-1).cpu()].tolist()):
+            predictions[i] = label
+        advance(progress, "accuracy", start + len(chunk), len(order))
+    return predictions
+
+
+def accuracy(model, tokenizer, examples, *, batch_size, device, pad_to=None, progress=None) -> Accuracy:
+    predictions = predict_labels(
+        model,
+        tokenizer,
+        [s for s, _ in examples],
+        batch_size=batch_size,
+        device=device,
+        pad_to=pad_to,
+        progress=progress,
+    )
+    correct = sum(int(p == label) for p, (_, label) in zip(predictions, examples))
+    padding = f"fixed to {pad_to}" if pad_to else "length-sorted dynamic"
+    return Accuracy(correct / len(examples), correct, len(examples), padding)
+
+
+def strided_windows(total: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, scored) per window, exactly as the HF guide's loop: each token is scored once."""
+    windows, previous_end = [], 0
+    for begin in range(0, total, stride):
+        end = min(begin + context, total)
+        windows.append((begin, end, end - previous_end))
+        previous_end = end
+        if end == total:
+            break
+    return windows
+
+
+@torch.inference_mode()
+def perplexity(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    *,
+    context: int,
+    stride: int,
+    batch_size: int,
+    device: torch.device,
+    max_windows: int | None = None,
+    progress: Any = None,
+) -> Perplexity:
+    """Token-weighted strided perplexity of a 1-D token sequence (HF perplexity guide).
+
+    Log-probabilities are taken in float32 whatever the model's dtype, so a low-precision
+    model is judged on its logits, not on rounding in the loss.
+    """
+    if not 0 < stride <= context:
+        raise ValueError(f"stride must be in 1..context ({context}), got {stride}")
+    windows = strided_windows(int(input_ids.numel()), context, stride)[:max_windows]
+    nll_sum, scored = 0.0, 0
+    for start in range(0, len(windows), batch_size):
+        advance(progress, "perplexity", start, len(windows))
+        group = windows[start : start + batch_size]
+        for length in sorted({end - begin for begin, end, _ in group}):  # the last window may be short
+            same = [w for w in group if w[1] - w[0] == length]
+            batch = torch.stack([input_ids[b:e] for b, e, _ in same]).to(device)
+            logits = model(input_ids=batch).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            token_nll = -logprobs.gather(-1, batch[:, 1:, None]).squeeze(-1)
+            for row, (_, _, target_len) in enumerate(same):
+                first = max(length - target_len, 1)  # the first token of a window has no prediction
+                nll_sum += float(token_nll[row, first - 1 :].sum())
+                scored += length - first
+    nll = nll_sum / scored
+    advance(progress, "perplexity", len(windows), len(windows))
+    return Perplexity(math.exp(nll), nll, scored, len(windows), context, stride, int(input_ids.numel()))
+
+
+# -- the quality pass of a prepared model on its evaluation data -------------------------------
+@dataclass(frozen=True)
+class Quality:
+    value: float
+    unit: str
+    method: str
+    data: dict[str, str]
+    details: dict[str, Any]
+
+
+def eval_examples(prepared: Prepared, settings: QualitySettings) -> tuple[list[tuple[str, int]], Any]:
+    from energybench import data
+
+    examples, file = data.sst2("validation")
+    return examples[: settings.max_samples], file
+
+
+def eval_text(prepared: Prepared) -> tuple[str, Any]:
+    """Published and local checkpoints: the raw WikiText-2 test text (HF guide). Embedded models
+    were trained on ``<unk>``-tokenized WikiText-2, so they are scored on the tokenized test split."""
+    from energybench import data
+
+    return data.wikitext2("test.tokens" if prepared.loaded.source.kind == "embedded" else "test.raw")
+
+
+def quality(prepared: Prepared, metric: str, settings: QualitySettings, progress: Any = None) -> Quality:
+    if metric == "accuracy":
+        return accuracy_quality(prepared, settings, progress)
+    return perplexity_quality(prepared, settings, progress)
+
+
+def accuracy_quality(prepared: Prepared, settings: QualitySettings, progress: Any = None) -> Quality:
+    examples, file = eval_examples(prepared, settings)
+    result = accuracy(
+        prepared.model,
+        prepared.loaded.tokenizer,
+        examples,
+        batch_size=settings.batch_size,
+        device=prepared.device,
+        progress=progress,
+    )
+    method = f"SST-2 validation accuracy, argmax over {result.total} sentences, {result.padding} padding"
+    return Quality(result.accuracy, "fraction", method, file_dict(file), dataclasses.asdict(result))
+
+
+def perplexity_quality(prepared: Prepared, settings: QualitySettings, progress: Any = None) -> Quality:
+    text, file = eval_text(prepared)
+    input_ids = tokenize_long_text(prepared.loaded.tokenizer, text)
+    context = settings.ppl_context or max_positions(prepared.model)
+    stride = settings.ppl_stride or max(context // 2, 1)
+    result = perplexity(
+        prepared.model,
+        input_ids,
+        context=context,
+        stride=stride,
+        batch_size=settings.batch_size,
+        device=prepared.device,
+        max_windows=settings.max_samples,
+        progress=progress,
+    )
+    method = (
+        f"strided sliding-window perplexity (HF guide), context {context}, stride {stride}, "
+        f"token-weighted over {result.scored_tokens} tokens in {result.windows} windows"
+    )
+    return Quality(result.perplexity, "perplexity", method, file_dict(file), dataclasses.asdict(result))
+
+
+def tokenize_long_text(tokenizer: Any, text: str) -> Any:
+    import torch
+
+    with quiet_transformers():  # "sequence longer than max length" is expected: it is windowed
+        return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+
+
+def max_positions(model: Any) -> int:
+    config = model.config
+    return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 512))
+
+
+def file_dict(file: Any) -> dict[str, str]:
+    return dataclasses.asdict(file)

@@ -1,0 +1,163 @@
+"""Numeric precisions: ``convert(model, precision, device)`` or a clear reason why not.
+
+Each precision is one :class:`Converter`; swap an implementation by registering another
+under the same name. A combination a device cannot run raises :class:`PrecisionUnsupported`
+(the benchmark skips with that reason); nothing silently runs a different precision.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from energybench.errors import Unsupported
+from energybench.models.registry import LoadedModel
+
+
+class PrecisionUnsupported(Unsupported):
+    """This precision cannot run on this device; the message says why."""
+
+
+@dataclass
+class Converted:
+    model: nn.Module
+    precision: str
+    implementation: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Converter:
+    name: str
+    implementation: str
+    unsupported_reason: Callable[[torch.device], str | None]
+    convert: Callable[[nn.Module, torch.device], Converted]
+
+
+@dataclass
+class Prepared:
+    """A model converted to one precision on one device, ready to run."""
+
+    loaded: LoadedModel
+    model: Any
+    precision: str
+    implementation: str
+    details: dict[str, Any]
+    device: Any  # torch.device
+
+
+def always_supported(device: torch.device) -> str | None:
+    """fp32 runs everywhere; fp16 runs on CPU too, through slow kernels: measured, not assumed."""
+    return None
+
+
+def bf16_reason(device: torch.device) -> str | None:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return f"bf16 is not supported by {torch.cuda.get_device_name(device)} (needs compute capability >= 8.0)"
+    return None
+
+
+def int8_reason(device: torch.device) -> str | None:
+    if device.type != "cpu":
+        return "int8 dynamic PTQ (torch.ao quantize_dynamic) runs on CPU only; run it with --device cpu"
+    engine = torch.backends.quantized.engine
+    if engine not in torch.backends.quantized.supported_engines or engine == "none":
+        return f"no quantized engine available on this CPU (engine {engine!r})"
+    return None
+
+
+def cast(dtype: torch.dtype, name: str) -> Callable[[nn.Module, torch.device], Converted]:
+    def convert(model: nn.Module, device: torch.device) -> Converted:
+        model = model.to(device=device, dtype=dtype)
+        return Converted(model, name, f"torch cast to {dtype} (weights and activations)")
+
+    return convert
+
+
+def conv1d_to_linear(model: nn.Module) -> int:
+    """Replace every transformers ``Conv1D`` (GPT-2 projections, y = x W + b) by an equal ``nn.Linear``.
+
+    Dynamic quantization only knows ``nn.Linear``; without this, INT8 GPT-2 would quantize
+    the LM head and nothing else. Returns the number of modules converted.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    targets = [(name, module) for name, module in model.named_modules() if isinstance(module, Conv1D)]
+    for name, conv in targets:
+        in_features, out_features = conv.weight.shape
+        linear = nn.Linear(in_features, out_features, bias=conv.bias is not None)
+        with torch.no_grad():
+            linear.weight.copy_(conv.weight.t())
+            if conv.bias is not None:
+                linear.bias.copy_(conv.bias)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, linear)
+    return len(targets)
+
+
+def quantize_int8_dynamic(model: nn.Module, device: torch.device) -> Converted:
+    model = model.to("cpu", dtype=torch.float32)
+    converted_conv1d = conv1d_to_linear(model)
+    quantized = quantize_dynamic(model, {nn.Linear})
+    count = count_quantized(quantized)
+    details = {
+        "quantized_linear_modules": count,
+        "conv1d_converted_to_linear": converted_conv1d,
+        "engine": torch.backends.quantized.engine,
+    }
+    return Converted(quantized, "int8", "torch.ao.quantization.quantize_dynamic qint8, all nn.Linear", details)
+
+
+def quantize_dynamic(model: nn.Module, spec: set) -> nn.Module:
+    """torch.ao dynamic qint8 in place; ``spec`` is a set of module types or of qualified module names."""
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated since torch 2.10 but is still the fast CPU int8
+        # path (1.39x on DistilBERT-base, batch 1); torchao without compile is 11x slower here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+
+
+def linears_under(model: nn.Module, names: list[str] | set[str]) -> set[str]:
+    """Qualified names of the ``nn.Linear`` modules at or under ``names`` (what int8 dynamic PTQ converts)."""
+    return {
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and any(n == name or n.startswith(name + ".") for name in names)
+    }
+
+
+def count_quantized(model: nn.Module) -> int:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    return sum(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
+
+
+CONVERTERS: dict[str, Converter] = {
+    "fp32": Converter("fp32", "torch float32", always_supported, cast(torch.float32, "fp32")),
+    "fp16": Converter("fp16", "torch float16", always_supported, cast(torch.float16, "fp16")),
+    "bf16": Converter("bf16", "torch bfloat16", bf16_reason, cast(torch.bfloat16, "bf16")),
+    "int8": Converter("int8", "torch.ao dynamic int8", int8_reason, quantize_int8_dynamic),
+}
+PRECISIONS = tuple(CONVERTERS)
+
+
+def unsupported_reason(precision: str, device: torch.device) -> str | None:
+    return CONVERTERS[precision].unsupported_reason(device)
+
+
+def convert(model: nn.Module, precision: str, device: torch.device) -> Converted:
+    """Return ``model`` at ``precision`` on ``device`` (the input model may be modified in place)."""
+    if precision not in CONVERTERS:
+        raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
+    reason = unsupported_reason(precision, device)
+    if reason:
+        raise PrecisionUnsupported(reason)
+    converted = CONVERTERS[precision].convert(model, device)
+    converted.model.eval()
+    return converted

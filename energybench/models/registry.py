@@ -1,0 +1,268 @@
+"""The model registry and model loading from one of four sources.
+
+Sources:
+- ``hub``: the published checkpoint, from the network or the local Hugging Face cache;
+- ``path``: a local fine-tuned checkpoint saved with ``save_pretrained``;
+- ``embedded``: the same architecture at reduced size, trained by energybench on shipped data;
+- ``shape-only``: the published architecture sizes with random weights (speed/memory/size only).
+``auto`` picks hub when reachable or cached, else embedded. Resolving a source is cheap and
+happens at session start; loading happens when a benchmark first needs the model.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from energybench.catalog import MODEL_SOURCES, TASKS
+from energybench.errors import UsageError
+
+SOURCES = MODEL_SOURCES  # where weights come from (energybench.catalog declares the names)
+
+
+class ModelSourceError(UsageError):
+    """The requested model source cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    hub_id: str
+    architecture: str  # transformers config class family: distilbert | bert | gpt2
+    description: str
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "distilbert": ModelSpec(
+        "distilbert",
+        "sequence-classification",
+        "distilbert-base-uncased-finetuned-sst-2-english",
+        "distilbert",
+        "DistilBERT-base fine-tuned on SST-2",
+    ),
+    "gpt2": ModelSpec("gpt2", "causal-lm", "openai-community/gpt2", "gpt2", "GPT-2 small (124M)"),
+    "bert-base": ModelSpec(
+        "bert-base",
+        "sequence-classification",
+        "textattack/bert-base-uncased-SST-2",
+        "bert",
+        "BERT-base uncased fine-tuned on SST-2",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's weights come from; stored in every record."""
+
+    kind: str  # hub | path | embedded | shape-only
+    model: str
+    task: str
+    checkpoint: str
+    revision: str | None
+    note: str
+
+    def describe(self) -> str:
+        revision = f"@{self.revision}" if self.revision else ""
+        return f"{self.model} <- {self.kind} {self.checkpoint}{revision} ({self.note})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # transformers PreTrainedModel, fp32, cpu, eval mode
+    tokenizer: Any | None  # None for shape-only
+    source: ModelSource
+    details: dict[str, Any]
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def hub_cached_revision(hub_id: str) -> str | None:
+    """The commit of a cached snapshot of ``hub_id``, or None if it is not in the local HF cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "config.json")
+    if isinstance(cached, str):
+        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    return None
+
+
+def hub_remote_revision(hub_id: str, timeout_s: float = 3.0) -> tuple[str | None, str]:
+    """(commit, "") when the hub answers for ``hub_id``, else (None, why not)."""
+    if hub_offline():
+        return None, "HF_HUB_OFFLINE is set"
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().model_info(hub_id, timeout=timeout_s).sha, ""
+    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"; the reason is kept
+        return None, f"hub not reachable ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+
+
+def resolve_hub(spec: ModelSpec) -> tuple[ModelSource | None, str]:
+    revision = hub_cached_revision(spec.hub_id)
+    if revision:
+        return ModelSource(
+            "hub", spec.name, spec.task, spec.hub_id, revision, "published checkpoint, local HF cache"
+        ), ""
+    revision, why = hub_remote_revision(spec.hub_id)
+    if revision:
+        return ModelSource("hub", spec.name, spec.task, spec.hub_id, revision, "published checkpoint"), ""
+    return None, f"{spec.hub_id} is not in the local HF cache and {why}"
+
+
+def resolve_embedded(spec: ModelSpec) -> ModelSource:
+    from energybench.models.embedded import RECIPES
+
+    recipe = RECIPES[spec.name]
+    note = (
+        f"embedded default: {recipe.layers}-layer, {recipe.hidden}-wide {spec.architecture} trained by "
+        f"energybench on {recipe.train_data}; NOT the published {spec.hub_id}"
+    )
+    return ModelSource("embedded", spec.name, spec.task, f"embedded:{spec.name}", recipe.hash(), note)
+
+
+def resolve_shape_only(spec: ModelSpec) -> ModelSource:
+    note = f"random weights at the published {spec.hub_id} sizes: speed, memory and size only"
+    return ModelSource("shape-only", spec.name, spec.task, f"shape-only:{spec.hub_id}", None, note)
+
+
+def resolve_path(name: str, path: Path, task: str | None) -> ModelSource:
+    """Check a local checkpoint folder before anything runs; raise ModelSourceError if unusable."""
+    path = Path(path).expanduser()
+    fix = "give a folder written by save_pretrained (config.json, weights and tokenizer files)"
+    if not path.is_dir():
+        raise ModelSourceError(f"--model-path {path}: no such directory; {fix}")
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(f"--model-path {path}: no config.json; {fix}")
+    found = task_of_checkpoint(path)
+    if task and found and task != found:
+        raise ModelSourceError(f"--model-path {path}: checkpoint is a {found} model, not {task}")
+    task = task or found
+    if task not in TASKS:
+        raise ModelSourceError(
+            f"--model-path {path}: cannot tell a supported task from config.json architectures; "
+            f"supported: {', '.join(TASKS)}; pass --task to say which"
+        )
+    try:
+        load_tokenizer(path)
+    except Exception as error:  # noqa: BLE001 - translated into the one user-facing error
+        raise ModelSourceError(
+            f"--model-path {path}: no usable tokenizer ({type(error).__name__}); save one there with "
+            "tokenizer.save_pretrained(path)"
+        ) from error
+    return ModelSource("path", name, task, str(path.resolve()), None, "local checkpoint")
+
+
+def task_of_checkpoint(path: Path) -> str | None:
+    import json
+
+    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    for arch in architectures:
+        if arch.endswith("ForSequenceClassification"):
+            return "sequence-classification"
+        if arch.endswith(("ForCausalLM", "LMHeadModel")):
+            return "causal-lm"
+    return None
+
+
+def resolve(spec: ModelSpec, requested: str) -> ModelSource:
+    """Pick the source for a registered model (not ``path``, see resolve_path)."""
+    if requested == "embedded":
+        return resolve_embedded(spec)
+    if requested == "shape-only":
+        return resolve_shape_only(spec)
+    hub, why = resolve_hub(spec)
+    if hub:
+        return hub
+    if requested == "hub":
+        raise ModelSourceError(
+            f"--model-source hub: {why}; use --model-source auto or embedded, or run once online to fill the cache"
+        )
+    return resolve_embedded(spec)
+
+
+def load(source: ModelSource, progress: Callable[[str], None] | None = None) -> LoadedModel:
+    """Materialize the model (fp32, cpu, eval mode) for a resolved source."""
+    loader = {
+        "hub": load_pretrained,
+        "path": load_pretrained,
+        "embedded": load_embedded,
+        "shape-only": load_shape_only,
+    }
+    return loader[source.kind](source, progress)
+
+
+def model_class(task: str) -> Any:
+    import transformers
+
+    return {
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "causal-lm": transformers.AutoModelForCausalLM,
+    }[task]
+
+
+def load_tokenizer(where: str | Path, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+    if len(tokenizer) < 2 or not tokenizer("the movie")["input_ids"]:
+        # transformers 5 builds an empty tokenizer from a folder that has no tokenizer files
+        raise ValueError(f"{where}: the tokenizer has no vocabulary (no tokenizer files saved there)")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no pad token; batching needs one
+    return tokenizer
+
+
+def load_pretrained(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
+    revision = source.revision if source.kind == "hub" else None
+    model = model_class(source.task).from_pretrained(source.checkpoint, revision=revision, dtype="float32")
+    return LoadedModel(model.eval(), load_tokenizer(source.checkpoint, revision), source, {})
+
+
+def load_embedded(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
+    from energybench.models.embedded import load_or_build
+
+    built = load_or_build(source.model, progress=progress)
+    details = {
+        "cache_path": str(built.path),
+        "built_now": built.built_now,
+        "train_seconds": built.train_seconds,
+    }
+    return LoadedModel(built.model.eval(), built.tokenizer, source, details)
+
+
+def published_config(spec: ModelSpec) -> Any:
+    """The published architecture's sizes, from transformers' defaults (no download needed)."""
+    import transformers
+
+    configs = {
+        "distilbert": transformers.DistilBertConfig,
+        "bert": transformers.BertConfig,
+        "gpt2": transformers.GPT2Config,
+    }
+    config = configs[spec.architecture]()
+    if spec.task == "sequence-classification":
+        config.num_labels = 2
+    return config
+
+
+def load_shape_only(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
+    import torch
+
+    spec = REGISTRY[source.model]
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random-init notices are expected: that is the point of shape-only
+        model = model_class(spec.task).from_config(published_config(spec))
+    return LoadedModel(model.eval(), None, source, {"weights": "random, seed 0"})

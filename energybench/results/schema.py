@@ -1,0 +1,169 @@
+"""The result schema: one frozen Record per model x precision x metric, and the Run envelope.
+
+Units live in the names (``median_s``, ``size_bytes``) or, for the one headline number of a
+record, in its ``unit`` field. A number that was not measured is ``None`` with a ``reason``,
+never 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from energybench.errors import DataError
+
+SCHEMA_VERSION = 1
+UNSTABLE_IQR_OVER_MEDIAN = 0.10
+STATUSES = ("ok", "skipped", "error", "budget-breach")
+
+
+class SchemaError(DataError):
+    """A run file this version cannot read."""
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Order statistics of timed rounds, in seconds, with the raw rounds for later comparison."""
+
+    rounds: int
+    median_s: float
+    iqr_s: float
+    p90_s: float
+    p99_s: float
+    mean_s: float
+    stddev_s: float
+    min_s: float
+    max_s: float
+    unstable: bool
+    rounds_s: tuple[float, ...]
+
+    @classmethod
+    def from_rounds(cls, rounds_s: list[float] | tuple[float, ...]) -> TimingStats:
+        data = np.asarray(rounds_s, dtype=float)
+        if data.size == 0 or not np.all(np.isfinite(data)) or np.any(data <= 0):
+            raise ValueError(f"timed rounds must be positive and finite, got {list(rounds_s)[:5]}...")
+        q1, median, q3, p90, p99 = np.percentile(data, [25, 50, 75, 90, 99])
+        iqr = float(q3 - q1)
+        return cls(
+            rounds=int(data.size),
+            median_s=float(median),
+            iqr_s=iqr,
+            p90_s=float(p90),
+            p99_s=float(p99),
+            mean_s=float(data.mean()),
+            stddev_s=float(data.std(ddof=1)) if data.size > 1 else 0.0,
+            min_s=float(data.min()),
+            max_s=float(data.max()),
+            unstable=bool(iqr / median > UNSTABLE_IQR_OVER_MEDIAN),
+            rounds_s=tuple(float(x) for x in data),
+        )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An accuracy-loss budget verdict against the FP32 baseline of the same model and data."""
+
+    baseline_precision: str
+    baseline_value: float
+    loss: float  # in `unit`, positive = worse
+    limit: float
+    unit: str  # "pp" (accuracy points) or "%" (perplexity increase)
+    passed: bool
+
+    def message(self, metric: str, precision: str, value: float) -> str:
+        verdict = "within" if self.passed else "exceeds"
+        return (
+            f"{metric} {precision} {value:.4f} vs {self.baseline_precision} baseline "
+            f"{self.baseline_value:.4f}: loss {self.loss:.2f} {self.unit} {verdict} budget {self.limit:.2f} {self.unit}"
+        )
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measured (or explicitly not measured) number."""
+
+    model: str
+    precision: str
+    metric: str
+    value: float | None
+    unit: str
+    status: str = "ok"
+    reason: str | None = None
+    method: str = ""
+    device: str = "cpu"
+    shape: dict[str, int] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, str] | None = None
+    timing: TimingStats | None = None
+    budget: Budget | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    test_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
+        if self.value is None and not self.reason:
+            raise ValueError(f"{self.model}/{self.precision}/{self.metric}: a missing value needs a reason")
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError(f"{self.model}/{self.precision}/{self.metric}: value {self.value} is not finite")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Record:
+        raw = dict(raw)
+        if raw.get("timing"):
+            timing = dict(raw["timing"])
+            timing["rounds_s"] = tuple(timing["rounds_s"])
+            raw["timing"] = TimingStats(**timing)
+        if raw.get("budget"):
+            raw["budget"] = Budget(**raw["budget"])
+        return cls(**raw)
+
+
+@dataclass
+class Run:
+    """One pytest session's worth of records, with where and on what they were measured."""
+
+    run_id: str
+    started_at: str
+    finished_at: str
+    energybench_version: str
+    machine: dict[str, Any]
+    commit: dict[str, Any]
+    options: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    records: list[Record]
+    meters: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["records"] = [r.to_dict() for r in self.records]
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Run:
+        version = raw.get("schema_version")
+        if not isinstance(version, int):
+            raise SchemaError("no integer schema_version: not an energybench run")
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"schema_version {version} is newer than this energybench reads ({SCHEMA_VERSION}); "
+                "upgrade energybench to read it"
+            )
+        raw = upgrade(raw)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in raw.items() if k in fields}
+        kwargs["records"] = [Record.from_dict(r) for r in raw.get("records", [])]
+        return cls(**kwargs)
+
+
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older run dict up to SCHEMA_VERSION (one step per version as the schema grows)."""
+    return raw

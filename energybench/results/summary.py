@@ -1,0 +1,50 @@
+"""The end-of-session table: one line per record, readable in a terminal and in CI logs."""
+
+from __future__ import annotations
+
+from energybench import catalog
+from energybench.results.schema import Record
+
+
+def format_value(record: Record) -> str:
+    """The record's value in its display unit (energybench.catalog.UNIT_DISPLAY)."""
+    return catalog.format_value(record.value, record.unit)
+
+
+def note(record: Record) -> str:
+    if record.value is None:
+        return f"{record.status}: {record.reason}"
+    parts = []
+    if record.metric in catalog.ENERGY_METRICS:
+        parts.append(provenance(record.method))  # e.g. "estimated: codecarbon" -- provenance first
+    if record.timing:
+        t = record.timing
+        parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
+        if t.unstable:
+            parts.append("UNSTABLE (IQR/median > 10%)")
+    if record.budget:
+        b = record.budget
+        parts.append(f"loss {b.loss:+.2f} {b.unit} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")
+    return "; ".join(parts)
+
+
+def provenance(method: str) -> str:
+    """``estimated: codecarbon`` out of an energy-like method (co2's quotes the energy method after its own)."""
+    for part in method.split("; "):
+        if part.split(":", 1)[0] in catalog.BASES:
+            return part.split(" on ")[0].split(",")[0]
+    return method.split(" on ")[0]
+
+
+def summary_table(records: list[Record]) -> list[str]:
+    rows = [("model", "precision", "metric", "value", "source", "note")]
+    for r in records:
+        rows.append((r.model, r.precision, r.metric, format_value(r), r.source.get("kind", ""), note(r)))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
+        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
+    return lines

@@ -1,0 +1,3 @@
+"""The package version (stored in every run)."""
+
+__version__ = "0.1.0"
