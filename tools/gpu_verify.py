@@ -94,13 +94,14 @@ def cross_check_lines(run) -> list[str]:
 
 def speedup_lines(run) -> list[str]:
     """Each precision against fp32 of the same model, at the shapes the run measured."""
-    from energybench.catalog import format_value
+    from energybench.catalog import ALL_PRECISIONS, format_value
 
+    order = {p: i for i, p in enumerate(ALL_PRECISIONS)}
     by_key = {(r.model, r.precision, r.metric): r for r in run.records}
     metrics = (("latency", "latency b1"), ("throughput", "batch time"), ("energy", "energy/item"))
     lines = ["Speedups over fp32 (fp32 time / precision time; energy: fp32 J / precision J):"]
     lines.append(f"  {'model':<11}{'precision':<10}" + "".join(f"{label:>24}" for _, label in metrics))
-    for model, precision, metric in sorted(by_key):
+    for model, precision, metric in sorted(by_key, key=lambda k: (k[0], order.get(k[1], len(order)), k[2])):
         if metric != "latency":
             continue
         cells = []
