@@ -150,11 +150,32 @@ def format_value(value: float | None, unit: str) -> str:
 BASES = ("measured", "sampled", "estimated", "apportioned")
 GATED_BASES = ("measured", "sampled")  # estimates are shown, never gated on
 
-# Names only: energybench.models.precision holds the converters (and imports torch).
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Names and notes only: energybench.models.precision holds the converters (and imports torch).
+# Each note says how the precision is implemented; the record's ``implementation`` says exactly.
+PRECISION_NOTES = {
+    "fp32": "torch float32: the baseline",
+    "fp16": "torch float16 cast of weights and activations (CPU too, through slow kernels)",
+    "bf16": "torch bfloat16 cast of weights and activations (CUDA needs compute capability >= 8.0)",
+    "int8": "torch.ao dynamic int8 PTQ of every nn.Linear (GPT-2 Conv1D converted first); CPU only",
+    "int8-wo": "torchao Int8WeightOnlyConfig(PerRow): int8 weights, bf16 activations on CUDA (fp32 on CPU)",
+    "int8-dyn": "torchao Int8DynamicActivationInt8WeightConfig(PerRow): int8 x int8 matmuls; "
+    "torch.compile'd on CUDA (torchao's fast path, compute capability >= 8.0), eager on CPU",
+    "int4-wo": "torchao Int4WeightOnlyConfig(group 128, tile_packed_to_4d): tinygemm int4 kernel, bf16; "
+    "CUDA with compute capability >= 8.0",
+    "fp8-dyn": "torchao Float8DynamicActivationFloat8WeightConfig(PerRow): e4m3 through torch._scaled_mm, bf16; "
+    "CUDA with compute capability >= 8.9",
+}
+PRECISIONS = tuple(PRECISION_NOTES)
+TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")  # need the `backends` extra (torchao)
 MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 BASELINE_PRECISION = "fp32"
+# Names that stand for several precisions in --precision. "all" is the classic CPU set (the main
+# job); "gpu" is what a CUDA GPU runs (torch.ao int8 is CPU only; its GPU counterparts are torchao's).
+PRECISION_GROUPS = {
+    "all": ("fp32", "fp16", "bf16", "int8"),
+    "gpu": ("fp32", "fp16", "bf16", "int8-wo", "int8-dyn", "int4-wo", "fp8-dyn"),
+}
 
 METERS = ("nvml", "rapl", "codecarbon")
 DEVICES = ("auto", "cpu", "cuda")
@@ -162,8 +183,14 @@ MODEL_SOURCES = ("auto", "hub", "path", "embedded", "shape-only")
 MODELS = ("distilbert", "gpt2", "bert-base")  # the registry (energybench.models.registry) holds their specs
 CUSTOM_MODEL = "custom"  # the name of a --model-path checkpoint that is not named after a registered model
 
-DEFAULT_ACCURACY_BUDGET_PP = {"int8": 1.0, "fp16": 0.3, "bf16": 0.3}
-DEFAULT_PERPLEXITY_BUDGET_PCT = {"int8": 5.0, "fp16": 1.0, "bf16": 1.0}
+INT8, INT4, FP8 = ("int8", "int8-wo", "int8-dyn"), ("int4-wo",), ("fp8-dyn",)
+DEFAULT_ACCURACY_BUDGET_PP = {"fp16": 0.3, "bf16": 0.3, **dict.fromkeys(INT8 + FP8, 1.0), **dict.fromkeys(INT4, 2.0)}
+DEFAULT_PERPLEXITY_BUDGET_PCT = {
+    "fp16": 1.0,
+    "bf16": 1.0,
+    **dict.fromkeys(INT8 + FP8, 5.0),
+    **dict.fromkeys(INT4, 10.0),
+}
 
 
 @dataclass(frozen=True)
@@ -207,8 +234,9 @@ OPTIONS = (
     Option(
         "precision",
         "names",
-        f"precisions, comma-separated or 'all': {', '.join(PRECISIONS)}; "
-        f"{MIXED} (the layer study's plan) is opt-in: all,{MIXED}",
+        f"precisions, comma-separated: {', '.join(PRECISIONS)}; or a group: "
+        + "; ".join(f"{name} = {','.join(members)}" for name, members in PRECISION_GROUPS.items())
+        + f"; {MIXED} (the layer study's plan) is opt-in: all,{MIXED}",
         "NAMES",
         "all",
         choices=ALL_PRECISIONS,
@@ -341,6 +369,9 @@ def options_reference() -> str:
         shown = o.default_text if o.default_text is not None else o.default
         value = o.metavar or "(flag)"
         lines.append(f"| `--{o.name}` | `{o.ini}` | {value} | {'' if shown is None else shown} | {o.help} |")
+    lines += ["", "## Precisions", "", "| precision | implementation |", "|---|---|"]
+    lines += [f"| `{name}` | {note} |" for name, note in PRECISION_NOTES.items()]
+    lines += [f"| `{name}` (group) | {', '.join(members)} |" for name, members in PRECISION_GROUPS.items()]
     lines += [
         "",
         "## Metrics",

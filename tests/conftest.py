@@ -20,6 +20,11 @@ def pytest_configure(config):
         GPT2LMHeadModel,
     )
 
+    # torchao registers ops at import: a second import (after pytester's restore) would fail.
+    from energybench.models.torchao_quant import torchao_reason
+
+    torchao_reason()  # imports torchao once, quietly, where it is installed
+
 
 def pytest_collection_modifyitems(items):
     for item in items:  # warnings are errors in the harness's own tests

@@ -11,8 +11,9 @@ import pytest
 
 from energybench.measure import energy
 from energybench.measure.meters import MeterUnavailable, Reading, implausible
+from energybench.measure.meters import nvml as nvml_meter
 from energybench.measure.meters.fake import FakeMeter
-from energybench.measure.meters.nvml import NvmlMeter, integrate
+from energybench.measure.meters.nvml import NvmlMeter, cross_check, integrate
 from energybench.measure.meters.rapl import RaplMeter, Zone, discover, probe
 from energybench.measure.meters.selection import MeterSet, open_meters
 
@@ -20,11 +21,14 @@ from energybench.measure.meters.selection import MeterSet, open_meters
 
 
 class FakeGpus:
-    """Per-GPU power, an energy counter that advances every `period_s`, and clock-event reasons."""
+    """Per-GPU power, an energy counter that advances every `period_s`, clock-event reasons and SM clock.
+
+    `sampled_scale` scales the power that the sensors report against what the counter counts.
+    """
 
     def __init__(self, powers_w=(300.0,), period_s=0.02):
         self.powers_w, self.period_s, self.t0 = list(powers_w), period_s, time.perf_counter()
-        self.reasons = 0x0
+        self.reasons, self.clock_mhz, self.sampled_scale = 0x0, 1980, 1.0
         self.offset_mj = [0.0] * len(powers_w)
 
     def index(self, handle):
@@ -35,7 +39,20 @@ class FakeGpus:
         ticks = math.floor((time.perf_counter() - self.t0) / self.period_s)
         return int(5e9 + self.offset_mj[i] + self.powers_w[i] * ticks * self.period_s * 1000)
 
-    def nvml(self, counter=True):
+    def fields(self, handle, ids):
+        """nvmlDeviceGetFieldValues as the driver answers it: NVML_FI_DEV_POWER_INSTANT in mW."""
+        values = (pynvml.c_nvmlFieldValue_t * len(ids))()
+        for value, (field, scope) in zip(values, ids):
+            value.fieldId, value.scopeId = field, scope
+            if field == pynvml.NVML_FI_DEV_POWER_INSTANT and self.instant:
+                value.nvmlReturn = pynvml.NVML_SUCCESS
+                value.value.uiVal = int(self.powers_w[self.index(handle)] * self.sampled_scale * 1000)
+            else:
+                value.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return values
+
+    def nvml(self, counter=True, instant=True):
+        self.instant = instant
         fake = mock.create_autospec(pynvml)
         fake.nvmlDeviceGetCount.return_value = len(self.powers_w)
         fake.nvmlDeviceGetHandleByIndex.side_effect = lambda i: f"gpu{i}"
@@ -43,9 +60,10 @@ class FakeGpus:
         fake.nvmlSystemGetDriverVersion.return_value = "570.86.15"
         fake.nvmlDeviceGetEnforcedPowerLimit.return_value = 700000
         fake.nvmlDeviceGetTemperature.return_value = 41
-        fake.nvmlDeviceGetClockInfo.return_value = 1980
+        fake.nvmlDeviceGetClockInfo.side_effect = lambda h, kind: self.clock_mhz
         fake.nvmlDeviceGetCurrentClocksEventReasons.side_effect = lambda h: self.reasons
-        fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: self.powers_w[self.index(h)] * 1000
+        fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: self.powers_w[self.index(h)] * self.sampled_scale * 1000
+        fake.nvmlDeviceGetFieldValues.side_effect = self.fields
         if counter:
             fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = self.energy_mj
         else:
@@ -98,11 +116,19 @@ def test_nvml_not_supported_falls_back_to_sampled_power():
     reading = window(meter, 0.4)
     assert reading.method == "sampled" and reading.samples >= 5
     assert reading.avg_power_w == pytest.approx(250, rel=0.15)
+    assert reading.details["counter"] == "instant power sampling" and "cross_check" not in reading.details
+
+
+def test_nvml_without_counter_or_power_is_unavailable_with_the_reason():
+    fake = FakeGpus().nvml(counter=False, instant=False)
+    fake.nvmlDeviceGetPowerUsage.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    with pytest.raises(MeterUnavailable, match="reports neither its energy counter nor its power"):
+        NvmlMeter(0, nvml=fake, probe_s=0.05)
 
 
 def test_nvml_nan_power_gives_none_with_the_reason():
     gpus = FakeGpus()
-    fake = gpus.nvml(counter=False)
+    fake = gpus.nvml(counter=False, instant=False)
     fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: math.nan
     meter = NvmlMeter(0, nvml=fake, probe_s=0.05)
     reading = window(meter, 0.2)
@@ -145,6 +171,65 @@ def test_nvml_probe_names_a_missing_gpu_and_a_missing_driver():
     fake.nvmlInit.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
     with pytest.raises(MeterUnavailable, match="NVML cannot start"):
         NvmlMeter(0, nvml=fake)
+
+
+def test_nvml_counter_window_is_cross_checked_against_instant_power(monkeypatch):
+    monkeypatch.setattr(nvml_meter, "JUDGED_WINDOW_S", 0.2)  # stands for the 5 s of a real window
+    meter = NvmlMeter(0, nvml=FakeGpus(powers_w=(400.0,)).nvml(), probe_s=0.05)
+    assert meter.power_source == "instant"
+    reading = window(meter, 0.4)
+    check = reading.details["cross_check"]
+    assert reading.method == "measured" and check["power_source"] == "instant" and check["samples"] >= 5
+    assert check["ratio"] == pytest.approx(1.0, abs=0.05) and check["verdict"] == "agrees"
+    assert check["counter_j"] == reading.energy_j and reading.details["flags"] == []
+
+
+def test_nvml_counter_and_power_apart_over_5_percent_is_unstable_but_kept(monkeypatch):
+    monkeypatch.setattr(nvml_meter, "JUDGED_WINDOW_S", 0.2)
+    gpus = FakeGpus(powers_w=(400.0,))
+    gpus.sampled_scale = 1.2
+    reading = window(NvmlMeter(0, nvml=gpus.nvml(), probe_s=0.05), 0.4)
+    check = reading.details["cross_check"]
+    assert check["verdict"] == "unstable" and check["ratio"] == pytest.approx(1.2, abs=0.06)
+    assert reading.energy_j == pytest.approx(400 * reading.duration_s, rel=0.2)  # the counter stays the reading
+    assert reading.details["flags"] == [check["reason"]] and "apart, over 5%" in check["reason"]
+
+
+def test_cross_check_rules():
+    assert cross_check(100.0, 104.9, 6.0, "instant", 300)["verdict"] == "agrees"
+    unstable = cross_check(100.0, 94.0, 6.0, "instant", 300)
+    assert unstable["verdict"] == "unstable" and unstable["ratio"] == pytest.approx(0.94)
+    short = cross_check(100.0, 130.0, 4.9, "average_1s", 240)
+    assert short["verdict"] == "unjudged" and "not judged: window 4.90 s is under 5 s" in short["reason"]
+    assert cross_check(100.0, None, 6.0, None, 0)["reason"] == "no power samples to compare"
+    assert cross_check(0.0, 50.0, 6.0, "instant", 300)["reason"] == "counter energy is not positive"
+
+
+def test_nvml_clock_power_limit_and_throttle_changes_between_the_ends_are_flagged():
+    gpus = FakeGpus()
+    fake = gpus.nvml()
+    meter = NvmlMeter(0, nvml=fake, probe_s=0.05)
+    meter.start()
+    time.sleep(0.1)
+    gpus.clock_mhz, gpus.reasons = 1755, 0x4
+    fake.nvmlDeviceGetEnforcedPowerLimit.return_value = 500000
+    flags = meter.stop().details["flags"]
+    assert flags == ["sm_clock_mhz changed in the window: 1980 -> 1755",
+                     "power_limit_w changed in the window: 700.0 -> 500.0",
+                     "clock_event_reasons changed in the window: [] -> ['sw_power_cap']"]  # fmt: skip
+
+
+def test_nvml_without_the_instant_field_or_the_new_reasons_call_falls_back():
+    gpus = FakeGpus(powers_w=(250.0,))
+    fake = gpus.nvml(counter=False, instant=False)
+    fake.nvmlDeviceGetCurrentClocksEventReasons.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+    fake.nvmlDeviceGetCurrentClocksThrottleReasons.return_value = 0x40
+    meter = NvmlMeter(0, nvml=fake, probe_s=0.05)
+    reading = window(meter, 0.3)
+    assert meter.power_source == "average_1s" and reading.details["power_source"] == "average_1s"
+    assert reading.method == "sampled" and "cross_check" not in reading.details
+    assert reading.avg_power_w == pytest.approx(250, rel=0.15)
+    assert reading.details["state_end"]["clock_event_reasons"] == ["hw_thermal_slowdown"]
 
 
 def test_trapezoid_integration():

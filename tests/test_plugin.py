@@ -97,7 +97,7 @@ def test_a_budget_breach_fails_that_test_with_one_message(suite):
     "args, message",
     [
         (["--model", "llama"], "ERROR: --model: unknown value llama; accepted: distilbert, gpt2, bert-base, all*"),
-        (["--precision", "int4"], "ERROR: --precision: unknown value int4; accepted: fp32, fp16, bf16, int8, mixed*"),
+        (["--precision", "int3"], "ERROR: --precision: unknown value int3; accepted: fp32, fp16, bf16, int8, int8-wo*"),
         (["--metric", "joules"], "ERROR: --metric: unknown value joules; accepted: accuracy, *"),
         (["--device", "tpu"], "ERROR: --device: unknown value tpu; accepted: auto, cpu, cuda*"),
         (["--batch-size", "0"], "ERROR: --batch-size: '0' is not a positive integer; give a whole number >= 1"),

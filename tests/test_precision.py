@@ -58,5 +58,5 @@ def test_int8_on_cuda_is_unsupported_with_the_fix(tiny_distilbert):
 
 
 def test_unknown_precision_lists_the_accepted_ones(tiny_distilbert):
-    with pytest.raises(ValueError, match="accepted: fp32, fp16, bf16, int8"):
-        convert(tiny_distilbert, "int4", torch.device("cpu"))
+    with pytest.raises(ValueError, match="accepted: fp32, fp16, bf16, int8, int8-wo, int8-dyn, int4-wo, fp8-dyn"):
+        convert(tiny_distilbert, "int3", torch.device("cpu"))

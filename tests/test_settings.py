@@ -17,6 +17,14 @@ def test_defaults(tmp_path):
     assert s.budget_for("accuracy", "distilbert", "fp32") is None
 
 
+def test_the_gpu_group_names_what_a_cuda_gpu_runs(tmp_path):
+    s = settings(tmp_path, precision="gpu")
+    assert s.precisions == ("fp32", "fp16", "bf16", "int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")
+    assert settings(tmp_path, precision="all,int8-wo").precisions == ("fp32", "fp16", "bf16", "int8", "int8-wo")
+    assert s.budget_for("accuracy", "distilbert", "int4-wo") == 2.0
+    assert s.budget_for("perplexity", "gpt2", "fp8-dyn") == 5.0
+
+
 def test_all_and_lists(tmp_path):
     s = settings(tmp_path, model="all", precision="int8,fp32", metric="latency")
     assert s.models == ("distilbert", "gpt2", "bert-base")
@@ -27,14 +35,18 @@ def test_all_and_lists(tmp_path):
     "raw, message",
     [
         ({"model": "llama"}, "--model: unknown value llama; accepted: distilbert, gpt2, bert-base, all"),
-        ({"precision": "int4"}, "--precision: unknown value int4; accepted: fp32, fp16, bf16, int8, mixed, all"),
+        (
+            {"precision": "int3"},
+            "--precision: unknown value int3; accepted: fp32, fp16, bf16, int8, int8-wo, int8-dyn, int4-wo, "
+            "fp8-dyn, mixed, all, gpu",
+        ),
         ({"metric": "speed"}, "--metric: unknown value speed; accepted: accuracy, perplexity"),
         ({"device": "tpu"}, "--device: unknown value tpu; accepted: auto, cpu, cuda"),
         ({"model_source": "s3"}, "--model-source: unknown value s3; accepted: auto, hub, path"),
         ({"batch_size": "0"}, "--batch-size: '0' is not a positive integer"),
         ({"batch_size": "many"}, "--batch-size: 'many' is not a positive integer"),
         ({"max_samples": "-3"}, "--max-samples: '-3' is not a positive integer"),
-        ({"accuracy_budget": "int4=1"}, "--accuracy-budget: bad entry int4=1"),
+        ({"accuracy_budget": "int3=1"}, "--accuracy-budget: bad entry int3=1"),
         ({"accuracy_budget": "int8"}, "--accuracy-budget: 'int8' is not a list of <precision>=<limit>"),
         ({"perplexity_budget": "int8=-1"}, "--perplexity-budget: bad entry int8=-1"),
         ({"model_source": "path"}, "--model-source path needs --model-path DIR"),
@@ -74,10 +86,11 @@ def test_model_path_makes_a_custom_model(tmp_path):
 
 
 def test_mixed_is_opt_in_and_impact_samples_is_checked(tmp_path):
-    from energybench.harness.options import PRECISIONS, SettingsError, parse
+    from energybench.harness.options import PRECISION_GROUPS, SettingsError, parse
 
-    assert parse({}, tmp_path).precisions == PRECISIONS
-    assert parse({"precision": "all,mixed"}, tmp_path).precisions == (*PRECISIONS, "mixed")
+    classic = PRECISION_GROUPS["all"]
+    assert parse({}, tmp_path).precisions == classic == ("fp32", "fp16", "bf16", "int8")
+    assert parse({"precision": "all,mixed"}, tmp_path).precisions == (*classic, "mixed")
     assert parse({}, tmp_path).budget_for("accuracy", "distilbert", "mixed") == 1.0  # int8's unless set
     assert parse({"accuracy_budget": "mixed=0.5"}, tmp_path).budget_for("accuracy", "distilbert", "mixed") == 0.5
     with pytest.raises(SettingsError, match="--impact-samples: '0' is not a positive integer"):

@@ -71,7 +71,11 @@ class Bench:
         return workloads.fixed_batch(ids, vocab_size=prepared.model.config.vocab_size, **shape)
 
     def timing_method(self, batch_size: int) -> str:
-        clock = "CUDA-synchronized wall clock" if self.device.type == "cuda" else "wall clock (perf_counter)"
+        clock = (
+            "wall clock synchronized at both ends (CUDA-event times in details)"
+            if self.device.type == "cuda"
+            else "wall clock (perf_counter)"
+        )
         shape = self.shape(batch_size)
         return (
             f"pytest-benchmark pedantic: {self.settings.rounds} rounds after {self.settings.warmup_rounds} warm-up, "
@@ -79,10 +83,15 @@ class Bench:
         )
 
     def time_forward(self, benchmark: Any, batch_size: int) -> TimingStats:
-        """Time the forward pass with the pytest-benchmark fixture (its own files keep working)."""
+        """Time the forward pass with the pytest-benchmark fixture (its own files keep working).
+
+        On CUDA, CUDA events time the same calls on the device; their statistics land in
+        ``self.event_timing`` for the record's details.
+        """
         from energybench.measure import workloads
 
-        run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device)
+        events: list[float] = []
+        run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device, events)
         benchmark.group = f"{self.case.metric} {self.case.model}"
         benchmark.extra_info.update({"precision": self.case.precision, **self.shape(batch_size)})
         benchmark.pedantic(run, rounds=self.settings.rounds, warmup_rounds=self.settings.warmup_rounds, iterations=1)
@@ -91,11 +100,20 @@ class Bench:
                 "pytest-benchmark timing is disabled (--benchmark-disable, --benchmark-skip, or pytest-xdist "
                 "on CPU, where the workers share the cores)"
             )
-        return TimingStats.from_rounds(benchmark.stats.stats.data)
+        rounds = benchmark.stats.stats.data
+        self.event_timing = cuda_event_stats(events[-len(rounds) :])
+        return TimingStats.from_rounds(rounds)
+
+    def timing_details(self) -> dict[str, Any]:
+        timing = getattr(self, "event_timing", None)
+        return {"cuda_events": timing} if timing else {}
 
     def record_latency(self, benchmark: Any) -> Record:
         timing = self.time_forward(benchmark, batch_size=1)
-        return self.record(timing.median_s, "s", self.timing_method(1), timing=timing, shape=self.shape(1))
+        method = self.timing_method(1)
+        return self.record(
+            timing.median_s, "s", method, timing=timing, shape=self.shape(1), details=self.timing_details()
+        )
 
     def record_throughput(self, benchmark: Any) -> Record:
         batch_size = self.settings.batch_size
@@ -103,7 +121,8 @@ class Bench:
         shape = self.shape(batch_size)
         items, unit = (batch_size * shape["seq_len"], "tokens/s") if self.is_causal_lm else (batch_size, "samples/s")
         method = f"{items} {unit[:-2]} / median batch time; " + self.timing_method(batch_size)
-        return self.record(items / timing.median_s, unit, method, timing=timing, shape=shape)
+        value = items / timing.median_s
+        return self.record(value, unit, method, timing=timing, shape=shape, details=self.timing_details())
 
     def record_peak_memory(self) -> Record:
         """Peak memory of one forward pass of a fresh copy: its weights + activations above the baseline.
@@ -192,6 +211,7 @@ class Bench:
         details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
         details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
         details["gated"] = result.method != "estimated"
+        details.update(truth_check(result.readings[result.primary]))
         method = (
             f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
             f"{result.window_s:.2f} s window over {result.calls} calls of {items} {unit}s; "
@@ -332,3 +352,25 @@ class Bench:
         }
         method = f"Spearman rho of per-unit {correlation['per_layer']['x']} vs impact score ({ablation.IMPACT_SCORE})"
         return self.record(rho, "rho", method, reason=correlation["per_layer"].get("reason"), details=details)
+
+
+def truth_check(reading: Any) -> dict[str, Any]:
+    """The primary meter's verdicts, lifted onto the record: ``unstable`` (counter and sampled power
+    disagree) with its reason, ``flags`` (clocks, power limit or throttling changed in the window)."""
+    check = reading.details.get("cross_check") or {}
+    out: dict[str, Any] = {}
+    if check:
+        out["cross_check"] = check
+        out["unstable"] = check["reason"] if check["verdict"] == "unstable" else None
+    flags = [flag for flag in reading.details.get("flags", []) if flag != check.get("reason")]
+    if flags:
+        out["flags"] = flags
+    return out
+
+
+def cuda_event_stats(times_s: list[float]) -> dict[str, Any] | None:
+    """Median, IQR and count of the CUDA-event times of the timed rounds (None off CUDA)."""
+    if not times_s:
+        return None
+    stats = TimingStats.from_rounds(times_s)
+    return {"median_s": stats.median_s, "iqr_s": stats.iqr_s, "rounds": stats.rounds}

@@ -24,6 +24,7 @@ from energybench.catalog import (
     MIXED,
     MODEL_SOURCES,
     OPTION_BY_DEST,
+    PRECISION_GROUPS,
     PRECISIONS,
     SELECTABLE_METRICS,
     TASKS,
@@ -98,14 +99,19 @@ class Settings:
 
 
 def choice_list(
-    option: str, raw: str, accepted: tuple[str, ...], all_means: tuple[str, ...] | None = None
+    option: str,
+    raw: str,
+    accepted: tuple[str, ...],
+    all_means: tuple[str, ...] | None = None,
+    groups: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[str, ...]:
+    """Comma-separated names; ``all`` (or another group name) stands for its members."""
+    groups = {**({"all": all_means} if all_means is not None else {}), **(groups or {})}
     names = tuple(n.strip() for n in str(raw).split(",") if n.strip())
-    if all_means is not None and "all" in names:
-        names = tuple(dict.fromkeys(n for name in names for n in (all_means if name == "all" else (name,))))
+    names = tuple(dict.fromkeys(n for name in names for n in groups.get(name, (name,))))
     unknown = [n for n in names if n not in accepted]
     if unknown or not names:
-        extra = ", all" if all_means is not None else ""
+        extra = "".join(f", {group}" for group in groups)
         raise SettingsError(
             f"{option}: unknown value {', '.join(unknown) or repr(raw)}; accepted: {', '.join(accepted)}{extra} "
             "(comma-separated)"
@@ -209,7 +215,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
     return Settings(
         models=models,
         precisions=choice_list(
-            "--precision", raw.get("precision") or default("precision"), ALL_PRECISIONS, all_means=PRECISIONS
+            "--precision", raw.get("precision") or default("precision"), ALL_PRECISIONS, groups=PRECISION_GROUPS
         ),
         metrics=choice_list("--metric", raw.get("metric") or default("metric"), METRICS, all_means=METRICS),
         device=choice_list("--device", raw.get("device") or default("device"), DEVICES)[0],

@@ -58,14 +58,29 @@ def fixed_batch(
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
 
-def forward_call(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> Callable[[], None]:
-    """A no-argument forward pass that returns only when the device has finished it."""
+def forward_call(
+    model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device, event_times_s: list[float] | None = None
+) -> Callable[[], None]:
+    """A no-argument forward pass that starts and returns with the device idle (synchronized at both ends).
+
+    With ``event_times_s`` on CUDA, a pair of CUDA events brackets each forward on its stream and
+    the GPU-side seconds of every call are appended to the list (the device clock beside the host's).
+    """
     on_device = {k: v.to(device) for k, v in batch.items()}
+    timed = event_times_s is not None and device.type == "cuda"
 
     def run() -> None:
+        synchronize(device)  # nothing queued before the call counts in it
+        if timed:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
         with torch.inference_mode():
             model(**on_device)
+        if timed:
+            end.record()
         synchronize(device)
+        if timed:
+            event_times_s.append(start.elapsed_time(end) / 1e3)
 
     return run
 

@@ -1,8 +1,11 @@
 """Numeric precisions: ``convert(model, precision, device)`` or a clear reason why not.
 
-Each precision is one :class:`Converter`; swap an implementation by registering another
-under the same name. A combination a device cannot run raises :class:`PrecisionUnsupported`
-(the benchmark skips with that reason); nothing silently runs a different precision.
+Each precision is one :class:`Converter` in ``CONVERTERS``: its name, its implementation (library
+and configuration, stored in every record, so runs of different implementations are never
+compared), a capability gate that returns the one-line reason it cannot run on a device, and the
+conversion. Swap an implementation by registering another under the same name. A combination a
+device cannot run raises :class:`PrecisionUnsupported` (the benchmark skips with that reason);
+nothing silently runs a different precision. The torchao ones live in ``torchao_quant``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.catalog import TORCHAO_PRECISIONS
 from energybench.errors import Unsupported
+from energybench.models import torchao_quant
 from energybench.models.registry import LoadedModel
 
 
@@ -138,11 +143,23 @@ def count_quantized(model: nn.Module) -> int:
     return sum(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
 
 
+def torchao_converter(name: str) -> Converter:
+    def reason(device: torch.device) -> str | None:
+        return torchao_quant.unsupported_reason(name, device)
+
+    def convert(model: nn.Module, device: torch.device) -> Converted:
+        quantized, details = torchao_quant.quantize(model, name, device)
+        return Converted(quantized, name, torchao_quant.implementation(name, device), details)
+
+    return Converter(name, f"torchao {torchao_quant.CONFIGS[name]}", reason, convert)
+
+
 CONVERTERS: dict[str, Converter] = {
     "fp32": Converter("fp32", "torch float32", always_supported, cast(torch.float32, "fp32")),
     "fp16": Converter("fp16", "torch float16", always_supported, cast(torch.float16, "fp16")),
     "bf16": Converter("bf16", "torch bfloat16", bf16_reason, cast(torch.bfloat16, "bf16")),
     "int8": Converter("int8", "torch.ao dynamic int8", int8_reason, quantize_int8_dynamic),
+    **{name: torchao_converter(name) for name in TORCHAO_PRECISIONS},
 }
 PRECISIONS = tuple(CONVERTERS)
 

@@ -17,7 +17,7 @@ from energybench.report.tidy import PRECISION_ORDER, source_labels
 NOT_MEASURED_GID = "not-measured"
 STAMP_GID = "source-stamp"
 ESTIMATED_HATCH = "///"
-PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -87,7 +87,7 @@ def stamp(figure: Figure, frame: pd.DataFrame) -> Figure:
 
 
 def precision_colors(precisions: Sequence[str]) -> dict[str, str]:
-    known = {p: PALETTE[i] for i, p in enumerate(PRECISION_ORDER)}
+    known = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(PRECISION_ORDER)}
     extra = [p for p in precisions if p not in known]
     known.update({p: PALETTE[(len(PRECISION_ORDER) + i) % len(PALETTE)] for i, p in enumerate(extra)})
     return known

@@ -114,6 +114,16 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def unstable(self) -> str | None:
+        """Why this record's number is unstable, or None: its energy window's meters disagreed
+        (``details["unstable"]``), or its timed rounds spread (IQR / median over the bound)."""
+        if self.details.get("unstable"):
+            return str(self.details["unstable"])
+        if self.timing is not None and self.timing.unstable:
+            return f"IQR/median > {UNSTABLE_IQR_OVER_MEDIAN:.0%}"
+        return None
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Record:
         raw = dict(raw)

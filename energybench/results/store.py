@@ -147,7 +147,7 @@ def flat_row(record: Record) -> dict[str, Any]:
         "p90_s": timing.p90_s if timing else None,
         "p99_s": timing.p99_s if timing else None,
         "rounds": timing.rounds if timing else None,
-        "unstable": timing.unstable if timing else None,
+        "unstable": True if record.unstable else (False if timing or "unstable" in record.details else None),
         "budget_baseline": budget.baseline_value if budget else None,
         "budget_loss": budget.loss if budget else None,
         "budget_limit": budget.limit if budget else None,

@@ -20,8 +20,10 @@ def note(record: Record) -> str:
     if record.timing:
         t = record.timing
         parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
-        if t.unstable:
-            parts.append("UNSTABLE (IQR/median > 10%)")
+    if record.unstable:
+        parts.append(f"UNSTABLE ({record.unstable})")
+    if record.details.get("flags"):
+        parts.append("flagged: " + "; ".join(record.details["flags"]))
     if record.budget:
         b = record.budget
         parts.append(f"loss {b.loss:+.2f} {b.unit} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")

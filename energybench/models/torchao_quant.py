@@ -1,0 +1,195 @@
+"""torchao precisions: int8 weight-only, int8 dynamic, int4 weight-only and fp8 dynamic, with their gates.
+
+Written against torchao 0.18 (0.17 has the same four configs; its int8 configs still default to
+the old ``version=1``, so ``version=2`` is passed). torchao >= 0.17 is ABI-stable and needs
+torch >= 2.11. What each precision needs, read from torchao's source:
+
+- ``int8-wo``  ``Int8WeightOnlyConfig(PerRow)``: CPU and CUDA, any float dtype.
+- ``int8-dyn`` ``Int8DynamicActivationInt8WeightConfig(PerRow)``: ``torch._int_mm`` (cuBLAS int8,
+  compute capability >= 8.0 here); torchao needs torch.compile for its speed, so on CUDA the
+  converted model is compiled (recorded in the implementation); on CPU it runs eager.
+- ``int4-wo``  ``Int4WeightOnlyConfig(group 128, tile_packed_to_4d)``: the tinygemm kernel of torch
+  itself (the default "plain" packing needs the ``mslk`` package), CUDA >= 8.0, bf16 weights.
+- ``fp8-dyn``  ``Float8DynamicActivationFloat8WeightConfig(PerRow)``: e4m3 through ``torch._scaled_mm``,
+  compute capability >= 8.9, bf16 weights.
+
+Only ``nn.Linear`` layers whose in and out features are multiples of 16 are quantized (the int8
+and fp8 kernels need it; otherwise torchao falls back to a CPU matmul or leaves the layer alone
+silently): the same layers for every torchao precision, counted in the record's details.
+``set_inductor_config=False``: the default flips process-wide inductor settings on the first
+``quantize_``, which would then change every later compile of the session.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+MIN_TORCHAO = (0, 17)
+MIN_TORCH = (2, 11)
+INSTALL_HINT = "install energybench[backends] for torchao (pip install 'torchao>=0.17')"
+INT4_GROUP_SIZE = 128
+KERNEL_MULTIPLE = 16
+MIN_CAPABILITY = {"int8-dyn": (8, 0), "int4-wo": (8, 0), "fp8-dyn": (8, 9)}
+WHY_CAPABILITY = {
+    "int8-dyn": "int8 tensor-core matmul (torch._int_mm)",
+    "int4-wo": "the tinygemm int4 kernel",
+    "fp8-dyn": "fp8 e4m3 tensor cores (torch._scaled_mm)",
+}
+CUDA_ONLY = {"int4-wo": "the tinygemm int4 CUDA kernel", "fp8-dyn": "fp8 tensor cores (compute capability >= 8.9)"}
+COMPILED_ON_CUDA = {"int8-dyn"}
+COMPILE_MODE = "default"
+CONFIGS = {
+    "int8-wo": "Int8WeightOnlyConfig(granularity=PerRow())",
+    "int8-dyn": "Int8DynamicActivationInt8WeightConfig(granularity=PerRow())",
+    "int4-wo": f"Int4WeightOnlyConfig(group_size={INT4_GROUP_SIZE}, int4_packing_format='tile_packed_to_4d')",
+    "fp8-dyn": "Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())",
+}
+
+
+def version_tuple(text: str) -> tuple[int, int]:
+    major, minor = text.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+@functools.cache
+def torchao_reason() -> str | None:
+    """Why torchao cannot be used here (absent, too old, torch too old, broken), or None."""
+    try:
+        version = importlib.metadata.version("torchao")
+    except importlib.metadata.PackageNotFoundError:
+        return INSTALL_HINT
+    if version_tuple(version) < MIN_TORCHAO:
+        return f"torchao {version} is too old (needs >= 0.17): {INSTALL_HINT}"
+    if version_tuple(torch.__version__) < MIN_TORCH:
+        return f"torchao {version} needs torch >= 2.11, this is torch {torch.__version__}"
+    try:
+        import_torchao()
+    except Exception as error:  # a broken install is a skip reason, never a crash at collection
+        return f"torchao {version} is installed but does not import ({type(error).__name__}: {error})"
+    return None
+
+
+def import_torchao() -> Any:
+    """``torchao.quantization``, imported quietly (torchao logs the optional kernels it cannot load)."""
+    import logging
+
+    logger = logging.getLogger("torchao")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch deprecations raised by torchao's own import
+            return importlib.import_module("torchao.quantization")
+    finally:
+        logger.setLevel(level)
+
+
+def unsupported_reason(precision: str, device: torch.device) -> str | None:
+    """The one-line reason ``precision`` cannot run on ``device`` here (the capability it lacks), or None."""
+    if device.type not in ("cpu", "cuda"):
+        return f"{precision} is wired for CPU and CUDA only, not {device.type}"
+    if device.type == "cpu" and precision in CUDA_ONLY:
+        return f"{precision} needs {CUDA_ONLY[precision]}; run it with --device cuda"
+    if device.type == "cuda":
+        if torch.version.hip is not None and precision in CUDA_ONLY:
+            return f"{precision} is wired for NVIDIA GPUs only (this is ROCm {torch.version.hip})"
+        need = MIN_CAPABILITY.get(precision)
+        have = torch.cuda.get_device_capability(device)
+        if need and tuple(have) < need:
+            return (
+                f"{precision} needs compute capability >= {need[0]}.{need[1]} for {WHY_CAPABILITY[precision]}; "
+                f"{torch.cuda.get_device_name(device)} has {have[0]}.{have[1]}"
+            )
+    return torchao_reason()
+
+
+def config_for(precision: str) -> Any:
+    quantization = import_torchao()
+    per_row = quantization.PerRow()
+    if precision == "int8-wo":
+        return quantization.Int8WeightOnlyConfig(granularity=per_row, set_inductor_config=False, version=2)
+    if precision == "int8-dyn":
+        return quantization.Int8DynamicActivationInt8WeightConfig(
+            granularity=per_row, set_inductor_config=False, version=2
+        )
+    if precision == "int4-wo":
+        return quantization.Int4WeightOnlyConfig(
+            group_size=INT4_GROUP_SIZE, int4_packing_format="tile_packed_to_4d", set_inductor_config=False
+        )
+    if precision == "fp8-dyn":
+        return quantization.Float8DynamicActivationFloat8WeightConfig(granularity=per_row, set_inductor_config=False)
+    raise ValueError(f"unknown torchao precision {precision!r}; accepted: {', '.join(CONFIGS)}")
+
+
+def model_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA (int4 and fp8 PerRow require it; the int8 ones run their activations in it); fp32 on CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def kernel_friendly(module: nn.Module, fqn: str) -> bool:
+    """An ``nn.Linear`` the int8/fp8 kernels take as is: in and out features multiples of 16."""
+    return (
+        isinstance(module, nn.Linear)
+        and module.in_features % KERNEL_MULTIPLE == 0
+        and module.out_features % KERNEL_MULTIPLE == 0
+    )
+
+
+def count_quantized(model: nn.Module) -> tuple[int, int]:
+    """(nn.Linear modules whose weight is a torchao tensor now, all nn.Linear modules)."""
+    from torchao.utils import TorchAOBaseTensor
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return sum(isinstance(m.weight, TorchAOBaseTensor) for m in linears), len(linears)
+
+
+def implementation(precision: str, device: torch.device) -> str:
+    """What a record of ``precision`` on ``device`` measured: library, version, config, dtype, compile."""
+    version = importlib.metadata.version("torchao")
+    dtype = str(model_dtype(device)).removeprefix("torch.")
+    compiled = f", torch.compile(mode={COMPILE_MODE})" if compiles(precision, device) else ", eager"
+    return f"torchao {version} {CONFIGS[precision]}, {dtype}{compiled}"
+
+
+def compiles(precision: str, device: torch.device) -> bool:
+    return precision in COMPILED_ON_CUDA and device.type == "cuda"
+
+
+def quantize(
+    model: nn.Module,
+    precision: str,
+    device: torch.device,
+    filter_fn: Callable[[nn.Module, str], bool] = kernel_friendly,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Quantize ``model`` (modified in place) on ``device``; returns the model to run and the details."""
+    from energybench.models.precision import conv1d_to_linear
+
+    quantization = import_torchao()
+    converted = conv1d_to_linear(model)
+    dtype = model_dtype(device)
+    model.to(device=device, dtype=dtype).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchao's notes on layers it leaves alone
+        quantization.quantize_(model, config_for(precision), filter_fn=filter_fn)
+    quantized, linears = count_quantized(model)
+    details = {
+        "torchao": importlib.metadata.version("torchao"),
+        "config": CONFIGS[precision],
+        "dtype": str(dtype).removeprefix("torch."),
+        "quantized_linear_modules": quantized,
+        "linear_modules": linears,
+        "conv1d_converted_to_linear": converted,
+        "compiled": compiles(precision, device),
+    }
+    if compiles(precision, device):
+        model = torch.compile(model, mode=COMPILE_MODE)
+        details["compile_mode"] = COMPILE_MODE
+    return model, details
