@@ -83,3 +83,24 @@ def test_gpt2_tokenizer_round_trips_and_the_model_generates_logits(tmp_path):
 def test_unknown_name():
     with pytest.raises(KeyError, match="known: distilbert, bert-base, gpt2"):
         embedded.load_or_build("llama")
+
+
+def test_a_second_builder_of_the_same_recipe_waits_and_loads_instead_of_training_again(tmp_path):
+    """Two sessions (xdist workers, parallel CI jobs) asking for the same recipe build it once."""
+    import subprocess
+    import sys
+
+    recipe = RECIPES["distilbert"].scaled(**TINY)
+    script = (
+        "import sys; from pathlib import Path; from energybench.models.embedded import RECIPES, load_or_build\n"
+        f"recipe = RECIPES['distilbert'].scaled(**{TINY!r})\n"
+        "built = load_or_build('distilbert', recipe, cache_dir=Path(sys.argv[1]))\n"
+        "print('built' if built.built_now else 'loaded')\n"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)]
+    time.sleep(0.5)
+    runs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True))
+    outcomes = sorted(run.communicate(timeout=600)[0].strip() for run in runs)
+    assert outcomes == ["built", "loaded"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".build-")] == []
+    assert (tmp_path / f"distilbert-{recipe.hash()}" / BUILD_INFO).is_file()

@@ -20,7 +20,10 @@ MODELS = "distilbert,gpt2"
 ENERGY_MIN_S = "5.5"  # every window at least 5 s, so the NVML cross-check judges it
 
 
-def suite_args(step: str, device: str = "cuda", quick: bool = False) -> list[str]:
+LEAN_PRECISIONS = "fp32,fp16,bf16,int8-wo,int4-wo,fp8-dyn"  # no compiled int8-dyn: its compile alone is minutes
+
+
+def suite_args(step: str, device: str = "cuda", quick: bool = False, lean: bool = False) -> list[str]:
     """The pytest arguments of one step of the GPU suite (without --reports-dir and the gate's options).
 
     ``quality``: the embedded DistilBERT and GPT-2, every GPU precision, accuracy and perplexity.
@@ -30,12 +33,16 @@ def suite_args(step: str, device: str = "cuda", quick: bool = False) -> list[str
     """
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; accepted: {', '.join(STEPS)}")
-    args = ["benchmarks", "--model", MODELS, "--precision", "gpu", "--device", device, "-p", "no:cacheprovider"]
+    precisions = LEAN_PRECISIONS if lean else "gpu"
+    args = ["benchmarks", "--model", MODELS, "--precision", precisions, "--device", device, "-p", "no:cacheprovider"]
     dry = device == "cpu"
+    quick = quick or lean
     if step == "quality":
         args += ["--model-source", "embedded", "--metric", "accuracy,perplexity", "--meters", "none"]
         samples = "24" if dry else ("256" if quick else "1000")
         return [*args, "--max-samples", samples]
+    if lean:  # real-size speed and energy of DistilBERT-base only
+        args[2] = "distilbert"
     args += ["--model-source", "shape-only", "--metric", "latency,throughput,memory,size,energy"]
     if dry:
         return [
@@ -184,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("step", choices=STEPS)
     args_parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     args_parser.add_argument("--quick", action="store_true")
+    args_parser.add_argument("--lean", action="store_true", help="a rental of about 4 minutes: DistilBERT speed only")
     summary_parser = sub.add_parser("summary", help="print the summary of the saved runs")
     summary_parser.add_argument("quality_run")
     summary_parser.add_argument("speed_run")
     summary_parser.add_argument("--records", help="also write both runs' records to this CSV")
     args = parser.parse_args(argv)
     if args.command == "args":
-        print("\n".join(suite_args(args.step, args.device, args.quick)))
+        print("\n".join(suite_args(args.step, args.device, args.quick, args.lean)))
         return 0
     return summary(args.quality_run, args.speed_run, args.records)
 

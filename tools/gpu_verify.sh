@@ -2,11 +2,13 @@
 # The GPU verification in one call: install without dependencies, run the GPU suite on CUDA with
 # NVML, cross-check the clocks, draw the report, print the summary. Within 8 minutes on one H100.
 #
-#   tools/gpu_verify.sh OUT [--quick] [--device cpu]
+#   tools/gpu_verify.sh OUT [--quick | --lean] [--device cpu]
 #
 # OUT receives at most 7 files: log.txt (everything printed), summary.txt, quality-run.json,
 # speed-run.json, records.csv (both runs), timing.json and report.tar.gz (both runs' reports).
-# --quick: fewer rounds and quality samples (about half the time). --device cpu: the dry run, every
+# --quick: fewer rounds and quality samples (about half the time). --lean: for a rental of about 4
+# minutes: DistilBERT at real size only for speed and energy, no compiled int8-dyn (its compile alone
+# can take a minute), fewer samples, tight step limits. --device cpu: the dry run, every
 # step but the GPU (toy sizes, no meters). Uses, when present: .whl/*.whl (torchao, installed into
 # a private folder, no index, no dependencies) and .gpu-cache/ (the embedded models, built if absent).
 # Each step has a time limit; a step that reaches it is interrupted (its run is still saved).
@@ -16,12 +18,13 @@ REPO=$PWD
 
 OUT=${1:?usage: tools/gpu_verify.sh OUT [--quick] [--device cpu]}
 shift
-QUICK="" DEVICE=cuda
+QUICK="" DEVICE=cuda MODE=full
 while [ $# -gt 0 ]; do
     case $1 in
-        --quick) QUICK=--quick ;;
+        --quick) QUICK=--quick MODE=quick ;;
+        --lean) QUICK=--lean MODE=lean ;;
         --device) DEVICE=${2:?--device needs cpu or cuda}; shift ;;
-        *) echo "gpu_verify.sh: unknown argument $1; accepted: --quick, --device cpu|cuda" >&2; exit 2 ;;
+        *) echo "gpu_verify.sh: unknown argument $1; accepted: --quick, --lean, --device cpu|cuda" >&2; exit 2 ;;
     esac
     shift
 done
@@ -35,8 +38,9 @@ WORK=$(mktemp -d /tmp/energybench-gpu-verify.XXXXXX)
 REPORTS=$WORK/reports
 FAILED=()
 step() { echo; echo "=== [$(date -u +%H:%M:%S), +$(($(date +%s) - START)) s] $*"; }
-limit() { # seconds for a step on the GPU: the full value, or the quick one; the CPU dry run has no budget
-    if [ "$DEVICE" = cpu ]; then echo 1800; elif [ -n "$QUICK" ]; then echo "$2"; else echo "$1"; fi
+limit() { # limit FULL QUICK LEAN: seconds for a step on the GPU in this mode; the CPU dry run has no budget
+    if [ "$DEVICE" = cpu ]; then echo 1800; elif [ "$MODE" = lean ]; then echo "$3"; elif [ "$MODE" = quick ]; then
+        echo "$2"; else echo "$1"; fi
 }
 run_limited() { # run_limited SECONDS NAME COMMAND...: interrupt (SIGINT, so pytest still saves) at the limit
     local seconds=$1 name=$2
@@ -84,7 +88,7 @@ if [ "$DEVICE" = cuda ] && ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda
 fi
 
 step "embedded models (cache $ENERGYBENCH_CACHE; built on the CPU if absent)"
-run_limited "$(limit 300 300)" models $PY -c "
+run_limited "$(limit 300 300 60)" models $PY -c "
 from energybench.models.embedded import load_or_build
 for name in ('distilbert', 'gpt2'):
     built = load_or_build(name, progress=print)
@@ -95,22 +99,23 @@ step "quality: embedded DistilBERT and GPT-2, every GPU precision"
 mapfile -t ARGS < <($PY tools/gpu_verify.py args quality --device "$DEVICE" $QUICK)
 [ ${#ARGS[@]} -gt 0 ] || { echo "gpu_verify: tools/gpu_verify.py args failed" >&2; exit 1; }
 echo "pytest ${ARGS[*]} ${PLUGIN[*]}"
-run_limited "$(limit 120 90)" quality $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/quality" -q -rs
+run_limited "$(limit 120 90 45)" quality $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/quality" -q -rs
 
 step "speed and energy: shape-only DistilBERT-base and GPT-2 small at real size, every GPU precision"
 mapfile -t ARGS < <($PY tools/gpu_verify.py args speed --device "$DEVICE" $QUICK)
 echo "pytest ${ARGS[*]} ${PLUGIN[*]}"
-run_limited "$(limit 270 220)" speed $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/speed" -q -rs
+run_limited "$(limit 270 220 110)" speed $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/speed" -q -rs
 
 step "CUDA-event latency vs torch.utils.benchmark, same model and input (target: within 3 %)"
 if [ "$DEVICE" = cuda ]; then
     CASES=(--case distilbert:fp32 --case distilbert:bf16 --case gpt2:fp32)
-    [ -n "$QUICK" ] && CASES=(--case distilbert:fp32 --case distilbert:bf16)
-    TIMING=(--seq 128 --rounds 100 --min-run-s 2)
+    [ "$MODE" = quick ] && CASES=(--case distilbert:fp32 --case distilbert:bf16)
+    [ "$MODE" = lean ] && CASES=(--case distilbert:fp32)
+    TIMING=(--seq 128 --rounds 100 --min-run-s "$([ "$MODE" = lean ] && echo 1 || echo 2)")
 else
     CASES=(--case distilbert:fp32) TIMING=(--seq 16 --rounds 5 --min-run-s 0.2)
 fi
-run_limited "$(limit 50 45)" timing $PY tools/cuda_timing_check.py --device "$DEVICE" "${CASES[@]}" "${TIMING[@]}" \
+run_limited "$(limit 50 45 25)" timing $PY tools/cuda_timing_check.py --device "$DEVICE" "${CASES[@]}" "${TIMING[@]}" \
     --json "$OUT/timing.json"
 
 step "report: figures and page of each run"
@@ -118,7 +123,7 @@ for name in quality speed; do
     run=$(ls -d "$REPORTS/$name"/runs/*/ 2>/dev/null | tail -1)
     if [ -z "$run" ]; then echo "no $name run was saved"; FAILED+=("$name: no run saved"); continue; fi
     cp "$run/run.json" "$OUT/$name-run.json"
-    run_limited "$(limit 45 45)" "report $name" $PY -m energybench.cli report "$run"
+    run_limited "$(limit 45 45 30)" "report $name" $PY -m energybench.cli report "$run"
 done
 (cd "$REPORTS" && tar czf "$OUT/report.tar.gz" --exclude='*.svg' */runs/*/report */runs/*/*.csv 2>/dev/null) \
     || echo "gpu_verify: no report to pack"
@@ -139,7 +144,7 @@ for r in json.load(open(sys.argv[1])):
 " "$OUT/timing.json"
     fi
     echo "Steps that did not finish cleanly: ${FAILED[*]:-none}"
-    echo "Total wall time: $(($(date +%s) - START)) s (device $DEVICE ${QUICK:-full})"
+    echo "Total wall time: $(($(date +%s) - START)) s (device $DEVICE, $MODE)"
 } | tee -a "$OUT/summary.txt"
 rm -rf "$WORK"
 # 0 when both runs were saved and summarized (failed or skipped tests are in the summary), else 1

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,10 +134,36 @@ def load_or_build(
     if (folder / BUILD_INFO).is_file():
         return load_cached(folder, recipe)
     say = progress or (lambda message: None)
-    say(f"{name}: building the embedded model (recipe {recipe.hash()}), cached in {folder}")
-    with quiet_transformers():
-        build(name, recipe, folder, say)
+    with build_lock(folder, say):  # concurrent sessions (xdist workers, parallel CI jobs) build once
+        if (folder / BUILD_INFO).is_file():
+            return load_cached(folder, recipe)
+        say(f"{name}: building the embedded model (recipe {recipe.hash()}), cached in {folder}")
+        with quiet_transformers():
+            build(name, recipe, folder, say)
     return dataclasses.replace(load_cached(folder, recipe), built_now=True)
+
+
+@contextmanager
+def build_lock(folder: Path, say: Progress) -> Iterator[None]:
+    """Hold an exclusive lock on ``<folder>.lock`` while building: a second builder of the same
+    recipe waits for the first and then loads its result, instead of training a second copy
+    (each would take the same cores and finish later). POSIX only; elsewhere no lock."""
+    try:
+        import fcntl
+    except ImportError:  # deferred: optional (Windows has no fcntl)
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"{folder.name}: another process is building it; waiting for that build")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_cached(folder: Path, recipe: Recipe) -> Embedded:
