@@ -187,7 +187,7 @@ def budget_table(option: str, raw: str | dict | None, default: dict[str, float])
     if not isinstance(raw, (str, dict)):
         raise SettingsError(
             f"{option}: {raw!r} is a {type(raw).__name__}, not a table; write it as a table of "
-            "<precision> or <model>/<precision> = <limit>, e.g. {{ int8 = 1.0, fp16 = 0.3 }}"
+            "<precision> or <model>/<precision> = <limit>, e.g. { int8 = 1.0, fp16 = 0.3 }"
         )
     items = raw.items() if isinstance(raw, dict) else (p.split("=", 1) for p in str(raw).split(",") if "=" in p)
     for key, value in items:
