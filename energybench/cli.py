@@ -45,9 +45,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for run in runs:
         models = ",".join(sorted(run.models)) or "-"
         commit, machine = (run.commit.get("id") or "-")[:10], run.machine.get("fingerprint", "-")
+        partial = f"  PARTIAL ({run.partial_reason})" if run.partial else ""
         print(
             f"{run.run_id}  {run.started_at}  {len(run.records):4d} records  models {models}  "
-            f"commit {commit}  machine {machine}"
+            f"commit {commit}  machine {machine}{partial}"
         )
     for path in list_baselines(args.reports_dir):
         print(f"baseline {path.stem}  {path}")
@@ -59,6 +60,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from energybench.results.store import load_run, resolve_ref
 
     limits = parse_fail_on(args.fail_on)
+    if args.fail_on is not None and not limits:
+        raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
     run_b = load_run(resolve_ref(args.run_b, args.reports_dir))
     comparison = compare_runs(run_a, run_b, limits)

@@ -7,7 +7,11 @@ with what was wrong, what is accepted and what to do.
 
 from __future__ import annotations
 
+import json
+import math
+import tempfile
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from energybench.errors import UsageError
 from energybench.models.registry import REGISTRY
 
 METRICS = SELECTABLE_METRICS  # what --metric accepts
+BUDGET_KEYS = ("accuracy_budget_pp", "perplexity_budget_pct", "energy_budget_ratio")  # [tool.energybench]
 __all__ = ["METERED_METRICS", "METRICS", "Settings", "SettingsError", "parse"]
 
 
@@ -138,8 +143,8 @@ def positive_float(option: str, raw: Any, default: float | None) -> float | None
         value = float(str(raw))
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise SettingsError(f"{option}: {raw!r} is not a positive number of seconds")
+    if not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{option}: {raw!r} is not a positive number of seconds; give a finite number > 0, e.g. 5")
     return value
 
 
@@ -157,30 +162,66 @@ def country_code(raw: Any) -> str:
     text = str(raw or default("country")).strip()
     if len(text) != 3 or not text.isalpha():
         raise SettingsError(f"--country: {text!r} is not a 3-letter ISO 3166 code (e.g. USA, FRA, DEU)")
+    known = codecarbon_countries()
+    if known and text.upper() not in known:
+        raise SettingsError(
+            f"--country: {text!r} is not a country CodeCarbon has a grid carbon intensity for "
+            f"(its global_energy_mix.json lists {len(known)} ISO 3166 alpha-3 codes, e.g. USA, FRA, DEU, IND); "
+            "give one of those, or CO2 would be the world average labelled as your country"
+        )
     return text.upper()
+
+
+def codecarbon_countries() -> frozenset[str]:
+    """The ISO codes CodeCarbon's shipped energy mix knows; empty when CodeCarbon is not installed
+    (then no CO2 is computed from the country, so there is nothing to mislabel)."""
+    spec = find_spec("codecarbon")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    for folder in spec.submodule_search_locations:
+        mix = Path(folder) / "data" / "private_infra" / "global_energy_mix.json"
+        if mix.is_file():
+            return frozenset(json.loads(mix.read_text(encoding="utf-8")))
+    return frozenset()
 
 
 def budget_table(option: str, raw: str | dict | None, default: dict[str, float]) -> dict[str, float]:
     """``int8=1.0,gpt2/fp16=0.5`` (or a TOML table) -> {key: limit}, merged over ``default``."""
     table = dict(default)
-    if not raw:
+    if raw is None or raw == "":
         return table
+    if not isinstance(raw, (str, dict)):
+        raise SettingsError(
+            f"{option}: {raw!r} is a {type(raw).__name__}, not a table; write it as a table of "
+            "<precision> or <model>/<precision> = <limit>, e.g. { int8 = 1.0, fp16 = 0.3 }"
+        )
     items = raw.items() if isinstance(raw, dict) else (p.split("=", 1) for p in str(raw).split(",") if "=" in p)
     for key, value in items:
-        precision = str(key).strip().rpartition("/")[2]
-        try:
-            limit = float(value)
-        except ValueError:
-            limit = -1.0
-        if precision not in ALL_PRECISIONS or limit < 0:
+        model, _, precision = str(key).strip().rpartition("/")
+        limit = budget_limit(value)
+        if precision not in ALL_PRECISIONS or limit is None:
             raise SettingsError(
                 f"{option}: bad entry {key}={value}; expected <precision>=<limit> or <model>/<precision>=<limit> "
-                f"with precision in {', '.join(PRECISIONS)} and a limit >= 0"
+                f"with precision in {', '.join(ALL_PRECISIONS)} and a finite limit >= 0"
             )
+        if model and model not in (*REGISTRY, CUSTOM_MODEL):
+            models = ", ".join((*REGISTRY, CUSTOM_MODEL))
+            raise SettingsError(f"{option}: bad entry {key}={value}: unknown model {model!r}; accepted: {models}")
         table[str(key).strip()] = limit
     if isinstance(raw, str) and any("=" not in p for p in raw.split(",") if p.strip()):
         raise SettingsError(f"{option}: {raw!r} is not a list of <precision>=<limit>, e.g. int8=1.0,fp16=0.3")
     return table
+
+
+def budget_limit(value: Any) -> float | None:
+    """A budget's limit as a finite number >= 0, or None (booleans and nan/inf are not limits)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        return None
+    return limit if math.isfinite(limit) and limit >= 0 else None
 
 
 def pyproject_table(rootdir: Path) -> dict[str, Any]:
@@ -188,9 +229,18 @@ def pyproject_table(rootdir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("energybench", {})
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("energybench", {})
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: [tool.energybench] is not valid TOML ({error})") from error
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: tool.energybench is not a table; accepted keys: {', '.join(BUDGET_KEYS)}")
+    unknown = sorted(set(table) - set(BUDGET_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"{path}: unknown key(s) in [tool.energybench]: {', '.join(unknown)}; accepted: {', '.join(BUDGET_KEYS)} "
+            "(every other setting is an option with an ini twin: `energybench options` lists them)"
+        )
+    return table
 
 
 def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
@@ -229,7 +279,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         warmup_rounds=positive_int("--warmup-rounds", raw.get("warmup_rounds") or default("warmup_rounds")),
         ppl_context=positive_int("--ppl-context", raw.get("ppl_context"), allow_none=True),
         ppl_stride=positive_int("--ppl-stride", raw.get("ppl_stride"), allow_none=True),
-        reports_dir=reports,
+        reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,
         save=not raw.get("no_save"),
         accuracy_budget_pp=budget_table(
             "--accuracy-budget",
@@ -268,18 +318,43 @@ def gate_settings(raw: dict[str, Any], reports: Path) -> dict[str, Any]:
     """--compare / --fail-on / --save-baseline, checked before anything runs (the reference is
     resolved now, so ``latest`` means the newest run before this session)."""
     from energybench.results.compare import CompareError, parse_fail_on
-    from energybench.results.store import RunNotFound, check_baseline_name, resolve_ref
+    from energybench.results.schema import SchemaError
+    from energybench.results.store import RunNotFound, check_baseline_name, load_run, resolve_ref
 
     ref, fail_on, baseline = raw.get("compare"), raw.get("fail_on"), raw.get("save_baseline")
     try:
-        parse_fail_on(fail_on)
+        if fail_on is not None and not parse_fail_on(fail_on):
+            raise CompareError(f"--fail-on {fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
         if baseline:
             check_baseline_name(baseline)
         path = resolve_ref(ref, reports) if ref else None
+        if path is not None:
+            load_run(path)  # a corrupt or foreign reference stops the session now, not after measuring
     except (CompareError, RunNotFound) as error:
         raise SettingsError(str(error)) from None
+    except SchemaError as error:
+        raise SettingsError(f"--compare {ref}: {error}; give a saved run, run id, baseline name or latest") from None
     except ValueError as error:
         raise SettingsError(f"--save-baseline: {error}") from None
     if fail_on and not ref:
         raise SettingsError("--fail-on needs --compare <run id | latest | baseline name> to compare against")
+    if baseline and raw.get("no_save"):
+        raise SettingsError(f"--save-baseline {baseline} with --no-save: a baseline is a saved run; drop one of them")
     return {"compare": ref, "compare_path": path, "fail_on": fail_on, "save_baseline": baseline}
+
+
+def writable_reports_dir(reports: Path) -> Path:
+    """Check before anything is measured that runs can be saved under ``reports``: it (or the folder
+    it would be created in) is a directory this process can write. Nothing is left behind."""
+    existing = reports
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = "give --reports-dir a folder you can write, or pass --no-save"
+    if not existing.is_dir():
+        raise SettingsError(f"--reports-dir {reports}: {existing} is not a directory; {fix}")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".energybench-probe-"):
+            pass
+    except OSError as error:
+        raise SettingsError(f"--reports-dir {reports}: cannot write in {existing} ({error.strerror}); {fix}") from None
+    return reports

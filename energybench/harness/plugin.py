@@ -16,6 +16,7 @@ from energybench.harness.options import SettingsError
 
 SESSION_KEY = pytest.StashKey["Any"]()
 GPUS_KEY = pytest.StashKey[list]()
+COLLECTION_ERRORS_KEY = pytest.StashKey[int]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -173,6 +174,7 @@ def case_of(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(tryfirst=True)  # before the terminal reporter prints the collection header
 def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[COLLECTION_ERRORS_KEY] = session.testsfailed  # only collection has failed so far
     cases = [case_of(item) for item in session.items]
     if any(cases):
         try:
@@ -251,12 +253,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput"):
         config.workeroutput["energybench"] = bench.worker_output(config.workerinput["workerid"])
         return
-    bench.finish()
+    bench.finish(partial_reason(session, bench))
     bench.write_report()
     if bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
         from energybench.results.compare import REGRESSION_EXIT_STATUS
 
         session.exitstatus = REGRESSION_EXIT_STATUS
+
+
+def partial_reason(session: pytest.Session, bench: Any) -> str | None:
+    """Why this session's run is not the whole suite, or None when it ran to its end."""
+    if session.exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop:
+        return f"interrupted: {session.shouldstop}" if isinstance(session.shouldstop, str) else "interrupted"
+    if session.shouldfail:
+        return f"stopped early: {session.shouldfail}" if isinstance(session.shouldfail, str) else "stopped early"
+    if session.config.stash.get(COLLECTION_ERRORS_KEY, 0):
+        return f"{session.config.stash[COLLECTION_ERRORS_KEY]} error(s) during collection"
+    return None
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -273,6 +286,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if bench.baseline_path:
         name = bench.settings.save_baseline
         terminalreporter.write_line(f"energybench: baseline {name} saved to {bench.baseline_path}")
+    for note in bench.notes:
+        terminalreporter.write_line(f"energybench: {note}", yellow=True)
     if bench.comparison is not None:
         write_comparison(terminalreporter, bench.comparison, bench.settings.compare)
     if bench.report_note:

@@ -54,6 +54,8 @@ class BenchSession:
         self._idle: dict[str, Any] = {}
         self.comparison: Any = None  # energybench.results.compare.Comparison, when --compare was given
         self.baseline_path: Path | None = None
+        self.partial_reason: str | None = None  # set when the session was interrupted or stopped early
+        self.notes: list[str] = []  # lines for the summary (e.g. why no baseline was saved)
         self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
         self.study: dict[tuple, Any] = {}  # energybench.layers.study: layer tables, sensitivities, plans
 
@@ -202,6 +204,8 @@ class BenchSession:
             models=models,
             records=list(self.records),
             meters=meters,
+            partial=self.partial_reason is not None,
+            partial_reason=self.partial_reason,
         )
 
     def meters_summary(self) -> dict[str, Any]:
@@ -216,16 +220,24 @@ class BenchSession:
         loaded = self._loaded.get(name)
         return {"load_details": loaded.details} if loaded else {}
 
-    def finish(self) -> None:
-        """At the end of the session: save the run, promote it to a baseline, compare it (the gate)."""
+    def finish(self, partial_reason: str | None = None) -> None:
+        """At the end of the session: save the run, promote it to a baseline, compare it (the gate).
+
+        A partial session (``partial_reason``: interrupted, stopped early, collection errors) is
+        saved marked as partial and never promoted to a baseline."""
         from energybench.results.store import new_run_id, save_baseline, save_run
 
+        self.partial_reason = partial_reason
         if not self.records:
             return
         run = self.build_run(new_run_id())
         if self.settings.save:
             self.saved_path = save_run(run, self.settings.reports_dir)
-            if self.settings.save_baseline:
+            if self.settings.save_baseline and run.partial:
+                self.notes.append(
+                    f"baseline {self.settings.save_baseline} NOT replaced: this run is partial ({run.partial_reason})"
+                )
+            elif self.settings.save_baseline:
                 self.baseline_path = save_baseline(
                     self.saved_path, self.settings.reports_dir, self.settings.save_baseline
                 )

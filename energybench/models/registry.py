@@ -22,6 +22,13 @@ from energybench.catalog import MODEL_SOURCES, TASKS
 from energybench.errors import UsageError
 
 SOURCES = MODEL_SOURCES  # where weights come from (energybench.catalog declares the names)
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model*.bin.index.json")
+SAVE_FIX = "give a folder written by save_pretrained (config.json, weights and tokenizer files)"
+MAX_UNKNOWN_SHARE = 0.5  # a tokenizer that maps most of a real sentence to its unknown token cannot evaluate
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that cannot encode the evaluation text."""
 
 
 class ModelSourceError(UsageError):
@@ -140,12 +147,14 @@ def resolve_shape_only(spec: ModelSpec) -> ModelSource:
 def resolve_path(name: str, path: Path, task: str | None) -> ModelSource:
     """Check a local checkpoint folder before anything runs; raise ModelSourceError if unusable."""
     path = Path(path).expanduser()
-    fix = "give a folder written by save_pretrained (config.json, weights and tokenizer files)"
+    fix = SAVE_FIX
     if not path.is_dir():
         raise ModelSourceError(f"--model-path {path}: no such directory; {fix}")
     if not (path / "config.json").is_file():
         raise ModelSourceError(f"--model-path {path}: no config.json; {fix}")
     found = task_of_checkpoint(path)
+    if not any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES):
+        raise ModelSourceError(f"--model-path {path}: no weights ({', '.join(WEIGHT_FILES)}); {fix}")
     if task and found and task != found:
         raise ModelSourceError(f"--model-path {path}: checkpoint is a {found} model, not {task}")
     task = task or found
@@ -155,10 +164,11 @@ def resolve_path(name: str, path: Path, task: str | None) -> ModelSource:
             f"supported: {', '.join(TASKS)}; pass --task to say which"
         )
     try:
-        load_tokenizer(path)
+        load_tokenizer(path, task=task)
     except Exception as error:  # noqa: BLE001 - translated into the one user-facing error
+        why = str(error).splitlines()[0] if isinstance(error, TokenizerError) else type(error).__name__
         raise ModelSourceError(
-            f"--model-path {path}: no usable tokenizer ({type(error).__name__}); save one there with "
+            f"--model-path {path}: no usable tokenizer ({why}); save the checkpoint's tokenizer there with "
             "tokenizer.save_pretrained(path)"
         ) from error
     return ModelSource("path", name, task, str(path.resolve()), None, "local checkpoint")
@@ -167,8 +177,19 @@ def resolve_path(name: str, path: Path, task: str | None) -> ModelSource:
 def task_of_checkpoint(path: Path) -> str | None:
     import json
 
-    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
-    for arch in architectures:
+    file = Path(path) / "config.json"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelSourceError(f"--model-path {path}: {file.name} is not valid JSON ({error}); {SAVE_FIX}") from None
+    if not isinstance(config, dict):
+        raise ModelSourceError(
+            f"--model-path {path}: {file.name} holds a JSON {type(config).__name__}, not an object; {SAVE_FIX}"
+        )
+    architectures = config.get("architectures") or []
+    if not isinstance(architectures, list):
+        architectures = []
+    for arch in map(str, architectures):
         if arch.endswith("ForSequenceClassification"):
             return "sequence-classification"
         if arch.endswith(("ForCausalLM", "LMHeadModel")):
@@ -212,22 +233,49 @@ def model_class(task: str) -> Any:
     }[task]
 
 
-def load_tokenizer(where: str | Path, revision: str | None = None) -> Any:
+def load_tokenizer(where: str | Path, revision: str | None = None, task: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
-    if len(tokenizer) < 2 or not tokenizer("the movie")["input_ids"]:
-        # transformers 5 builds an empty tokenizer from a folder that has no tokenizer files
-        raise ValueError(f"{where}: the tokenizer has no vocabulary (no tokenizer files saved there)")
+    check_encodes(tokenizer, task)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no pad token; batching needs one
     return tokenizer
 
 
+def check_encodes(tokenizer: Any, task: str | None) -> None:
+    """Raise TokenizerError unless the tokenizer encodes a real sentence of the evaluation data.
+
+    transformers 5 builds a five-token default tokenizer from a folder without tokenizer files:
+    every word becomes the unknown token, and accuracy looks plausible. Its length says little;
+    what it makes of the data says it all."""
+    sentence = evaluation_sentence(task)
+    ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+    unknown = tokenizer.unk_token_id
+    share = ids.count(unknown) / len(ids) if ids and unknown is not None else 0.0
+    if not ids or share > MAX_UNKNOWN_SHARE:
+        raise TokenizerError(
+            f"it maps {share:.0%} of a sentence of the evaluation data to its unknown token {tokenizer.unk_token!r} "
+            f"(vocabulary of {len(tokenizer)} tokens): no tokenizer files saved there?"
+            if ids
+            else "it encodes a sentence of the evaluation data to no tokens (no tokenizer files saved there?)"
+        )
+
+
+def evaluation_sentence(task: str | None) -> str:
+    """A sentence of the data the model will be evaluated on: SST-2, or WikiText-2 for language models."""
+    from energybench import data
+
+    if task == "causal-lm":
+        text, _ = data.wikitext2("test.raw")
+        return next(p for p in text.split("\n\n") if len(p.split()) > 20).strip()
+    return data.sst2("validation")[0][0][0]
+
+
 def load_pretrained(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
     revision = source.revision if source.kind == "hub" else None
     model = model_class(source.task).from_pretrained(source.checkpoint, revision=revision, dtype="float32")
-    return LoadedModel(model.eval(), load_tokenizer(source.checkpoint, revision), source, {})
+    return LoadedModel(model.eval(), load_tokenizer(source.checkpoint, revision, source.task), source, {})
 
 
 def load_embedded(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:

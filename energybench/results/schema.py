@@ -150,6 +150,8 @@ class Run:
     models: dict[str, dict[str, Any]]
     records: list[Record]
     meters: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False  # interrupted or stopped early: never a baseline, never `latest`
+    partial_reason: str | None = None  # why it is partial (Ctrl-C, -x, collection errors)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +161,8 @@ class Run:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Run:
+        if not isinstance(raw, dict):
+            raise SchemaError(f"a JSON {type(raw).__name__}, not an object: not an energybench run")
         version = raw.get("schema_version")
         if not isinstance(version, int):
             raise SchemaError("no integer schema_version: not an energybench run")
@@ -175,5 +179,10 @@ class Run:
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older run dict up to SCHEMA_VERSION (one step per version as the schema grows)."""
+    """Bring an older run dict up to SCHEMA_VERSION (one step per version as the schema grows).
+
+    Runs saved before ``partial`` existed were only ever saved complete: they load as complete."""
+    raw = dict(raw)
+    raw["partial"] = bool(raw.get("partial", False))
+    raw.setdefault("partial_reason", None)
     return raw

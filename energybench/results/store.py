@@ -32,6 +32,7 @@ from energybench.results.tables import layer_csvs
 RUN_FILE = "run.json"
 BASELINES = "baselines"
 BASELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RUN_ID = BASELINE_NAME  # a run id becomes a folder name: the same safe-name rule (no separators, no leading dot)
 STALE_STAGING_S = 3600
 CSV_FILE = "records.csv"
 CSV_COLUMNS = (
@@ -76,11 +77,13 @@ def runs_dir(root: Path) -> Path:
 
 def save_run(run: Run, root: Path) -> Path:
     """Write the run folder atomically and return its final path."""
+    check_run_id(run.run_id)
     parent = runs_dir(root)
     parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(parent)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{run.run_id}-", dir=parent))
     try:
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700: the history is shared (CI runners)
         write_file(staging / RUN_FILE, json.dumps(run.to_dict(), indent=1, sort_keys=True))
         write_file(staging / CSV_FILE, records_csv(run.records))
         for name, text in layer_csvs(run.records).items():  # the layer study's tables, when the run has them
@@ -91,6 +94,22 @@ def save_run(run: Run, root: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_run_id(run_id: Any) -> str:
+    """A run id read from a file or the command line, checked before it becomes a folder name."""
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        raise UsageError(
+            f"run id {run_id!r}: use letters, digits, '.', '_' or '-' (no path separators), "
+            "starting with a letter or digit, e.g. 20250101T120000Z-a1b2c3"
+        )
+    return run_id
 
 
 def write_file(path: Path, text: str) -> None:
@@ -196,10 +215,7 @@ def resolve_ref(ref: str, root: Path) -> Path:
     """The run.json (or run folder) a reference names: a path, a run id, ``latest`` or a baseline name."""
     root = Path(root)
     if ref == "latest":
-        runs = list_runs(root)
-        if not runs:
-            raise RunNotFound(f"latest: there are no saved runs under {runs_dir(root)}; run the suite once first")
-        return runs[-1]
+        return latest_complete_run(root)
     candidates = [Path(ref), runs_dir(root) / ref]
     if BASELINE_NAME.match(ref):
         candidates.append(baseline_path(root, ref))
@@ -211,6 +227,26 @@ def resolve_ref(ref: str, root: Path) -> Path:
     raise RunNotFound(
         f"{ref}: no run folder, run id, baseline or 'latest' by that name under {root}; "
         f"`energybench list` and `energybench baseline list` show what exists"
+    )
+
+
+def latest_complete_run(root: Path) -> Path:
+    """The newest readable run that is not partial: an interrupted session never feeds ``latest``."""
+    passed = []
+    for path in reversed(list_runs(root)):
+        try:
+            run = load_run(path)
+        except SchemaError:
+            passed.append(f"{path.name} (unreadable)")
+            continue
+        if not run.partial:
+            return path
+        passed.append(f"{path.name} (partial: {run.partial_reason})")
+    if not passed:
+        raise RunNotFound(f"latest: there are no saved runs under {runs_dir(root)}; run the suite once first")
+    raise RunNotFound(
+        f"latest: no complete run under {runs_dir(root)}, passed over {', '.join(passed)}; "
+        "run the whole suite once (a partial run is never 'latest'), or name a run id"
     )
 
 
@@ -231,10 +267,16 @@ def save_baseline(run_path: Path, root: Path, name: str) -> Path:
     """Copy a run's run.json to the named baseline, replacing any previous one atomically."""
     target = baseline_path(root, name)
     run = load_run(run_path)  # refuse to promote something unreadable
+    if run.partial:
+        raise UsageError(
+            f"baseline {name}: run {run.run_id} is partial ({run.partial_reason}); "
+            "a baseline must be a complete run: promote another with --run"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".tmp-{name}-", delete=False) as handle:
         staging = Path(handle.name)
     try:
+        staging.chmod(0o666 & ~current_umask())  # NamedTemporaryFile makes 0600
         write_file(staging, json.dumps(run.to_dict(), indent=1, sort_keys=True))
         os.replace(staging, target)
     except BaseException:
@@ -270,6 +312,11 @@ def import_runs(sources: list[Path], root: Path) -> tuple[list[Path], list[str]]
                 run = load_run(path)
             except SchemaError as error:
                 notes.append(f"skipped {error}")
+                continue
+            try:
+                check_run_id(run.run_id)
+            except UsageError as error:
+                notes.append(f"skipped {path}: {error}")
                 continue
             if (runs_dir(root) / run.run_id).exists():
                 notes.append(f"skipped {path}: run {run.run_id} is already in {runs_dir(root)}")
