@@ -99,12 +99,12 @@ step "quality: embedded DistilBERT and GPT-2, every GPU precision"
 mapfile -t ARGS < <($PY tools/gpu_verify.py args quality --device "$DEVICE" $QUICK)
 [ ${#ARGS[@]} -gt 0 ] || { echo "gpu_verify: tools/gpu_verify.py args failed" >&2; exit 1; }
 echo "pytest ${ARGS[*]} ${PLUGIN[*]}"
-run_limited "$(limit 120 90 45)" quality $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/quality" -q -rs
+run_limited "$(limit 120 90 40)" quality $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/quality" -q -rs
 
 step "speed and energy: shape-only DistilBERT-base and GPT-2 small at real size, every GPU precision"
 mapfile -t ARGS < <($PY tools/gpu_verify.py args speed --device "$DEVICE" $QUICK)
 echo "pytest ${ARGS[*]} ${PLUGIN[*]}"
-run_limited "$(limit 270 220 110)" speed $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/speed" -q -rs
+run_limited "$(limit 270 220 100)" speed $PY -m pytest "${ARGS[@]}" "${PLUGIN[@]}" --reports-dir "$REPORTS/speed" -q -rs
 
 step "CUDA-event latency vs torch.utils.benchmark, same model and input (target: within 3 %)"
 if [ "$DEVICE" = cuda ]; then
@@ -115,7 +115,7 @@ if [ "$DEVICE" = cuda ]; then
 else
     CASES=(--case distilbert:fp32) TIMING=(--seq 16 --rounds 5 --min-run-s 0.2)
 fi
-run_limited "$(limit 50 45 25)" timing $PY tools/cuda_timing_check.py --device "$DEVICE" "${CASES[@]}" "${TIMING[@]}" \
+run_limited "$(limit 50 45 20)" timing $PY tools/cuda_timing_check.py --device "$DEVICE" "${CASES[@]}" "${TIMING[@]}" \
     --json "$OUT/timing.json"
 
 step "report: figures and page of each run"
@@ -123,7 +123,7 @@ for name in quality speed; do
     run=$(ls -d "$REPORTS/$name"/runs/*/ 2>/dev/null | tail -1)
     if [ -z "$run" ]; then echo "no $name run was saved"; FAILED+=("$name: no run saved"); continue; fi
     cp "$run/run.json" "$OUT/$name-run.json"
-    run_limited "$(limit 45 45 30)" "report $name" $PY -m energybench.cli report "$run"
+    run_limited "$(limit 45 45 20)" "report $name" $PY -m energybench.cli report "$run"
 done
 (cd "$REPORTS" && tar czf "$OUT/report.tar.gz" --exclude='*.svg' */runs/*/report */runs/*/*.csv 2>/dev/null) \
     || echo "gpu_verify: no report to pack"

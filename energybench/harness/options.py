@@ -29,7 +29,6 @@ from energybench.catalog import (
     MODEL_SOURCES,
     OPTION_BY_DEST,
     PRECISION_GROUPS,
-    PRECISIONS,
     SELECTABLE_METRICS,
     TASKS,
 )
