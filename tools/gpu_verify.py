@@ -107,7 +107,7 @@ def speedup_lines(run) -> list[str]:
     by_key = {(r.model, r.precision, r.metric): r for r in run.records}
     metrics = (("latency", "latency b1"), ("throughput", "batch time"), ("energy", "energy/item"))
     lines = ["Speedups over fp32 (fp32 time / precision time; energy: fp32 J / precision J):"]
-    lines.append(f"  {'model':<11}{'precision':<10}" + "".join(f"{label:>24}" for _, label in metrics))
+    lines.append(f"  {'model':<11}{'precision':<10}" + "".join(f"{label:>25}" for _, label in metrics))
     for model, precision, metric in sorted(by_key, key=lambda k: (k[0], order.get(k[1], len(order)), k[2])):
         if metric != "latency":
             continue
@@ -115,9 +115,11 @@ def speedup_lines(run) -> list[str]:
         for name, _ in metrics:
             record, base = by_key.get((model, precision, name)), by_key.get((model, "fp32", name))
             cells.append(speedup_cell(record, base, format_value))
-        lines.append(f"  {model:<11}{precision:<10}" + "".join(f"{cell:>24}" for cell in cells))
+        lines.append(f"  {model:<11}{precision:<10}" + "".join(f" {cell:>24}" for cell in cells))
     shapes = {
-        (r.model, r.shape.get("batch_size"), r.shape.get("seq_len")) for r in run.records if r.metric == "throughput"
+        (r.model, r.shape.get("batch_size"), r.shape.get("seq_len"))
+        for r in run.records
+        if r.metric == "throughput" and r.value is not None  # a skipped record has no shape
     }
     lines += [f"  batch time = {m} throughput batch {b} x {s} tokens" for m, b, s in sorted(shapes, key=str)]
     return lines
