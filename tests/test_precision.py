@@ -2,13 +2,13 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.harness import options as settings
+from energybench import catalog
 from energybench.models import precision
 from energybench.models.precision import PrecisionUnsupported, convert, count_quantized
 
 
-def test_precision_names_match_the_converters():
-    assert precision.PRECISIONS == settings.PRECISIONS
+def test_the_catalog_and_the_converters_name_the_same_precisions():
+    assert set(precision.PRECISIONS) == set(catalog.ALL_PRECISIONS) - {catalog.MIXED}
 
 
 def test_int8_quantizes_every_linear_of_distilbert(tiny_distilbert):
