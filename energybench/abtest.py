@@ -42,14 +42,20 @@ class Side:
         return f"{self.name} side ({self.spec})"
 
 
+def venv_python(folder: Path) -> Path:
+    return folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
 def resolve_side(name: str, spec: str) -> Side:
-    """A Python executable, a virtual environment (its bin/python) or a checkout (run there, first on the path)."""
+    """A Python executable, a virtual environment (its bin/python), or a checkout: run in its folder
+    (its benchmarks and pyproject), its package first on the path, with its .venv if it has one."""
     path = Path(spec).expanduser()
-    venv_python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    if path.is_dir() and venv_python.is_file():
-        return Side(name, spec, str(venv_python), Path.cwd())
+    if path.is_dir() and venv_python(path).is_file():
+        return Side(name, spec, str(venv_python(path)), Path.cwd())
     if path.is_dir() and (path / "energybench" / "__init__.py").is_file():
-        return Side(name, spec, sys.executable, path.resolve(), path.resolve())
+        own = venv_python(path / ".venv")
+        python = str(own) if own.is_file() else sys.executable
+        return Side(name, spec, python, path.resolve(), path.resolve())
     found = str(path) if path.is_file() and os.access(path, os.X_OK) else shutil.which(spec)
     if found:
         return Side(name, spec, found, Path.cwd())

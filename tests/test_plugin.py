@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-FAST = ["--rounds", "5", "--warmup-rounds", "1", "--seq-len", "32", "--batch-size", "16", "-p", "no:cacheprovider"]
+FAST = [
+    *("--rounds", "5", "--blocks", "1", "--warmup-rounds", "1", "--seq-len", "32", "--batch-size", "16"),
+    *("-p", "no:cacheprovider"),
+]
 
 
 def saved_runs(pytester) -> list[dict]:

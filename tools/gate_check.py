@@ -126,9 +126,8 @@ def summarize(path: str, results: dict[str, list[dict[str, str]]]) -> None:
         if label == "A/A":
             print(f"{path} A/A: {alarmed}/{len(sessions)} sessions with a worse/better verdict, {failed} gate failures")
         else:
-            print(
-                f"{path} {label}: caught (every row worse) {caught}/{len(sessions)}, gate failed {failed}/{len(sessions)}"
-            )
+            total = len(sessions)
+            print(f"{path} {label}: caught (every row worse) {caught}/{total}, gate failed {failed}/{total}")
 
 
 def main() -> None:

@@ -293,9 +293,10 @@ class Bench:
         mine = self.session.quality(self.case.model, self.case.precision, self.case.metric).details
         if not (mine.get("correct_bits") and reference.get("correct_bits")) or mine["total"] != reference["total"]:
             return budget
-        found = paired_loss(
-            unpack_bits(reference["correct_bits"], reference["total"]), unpack_bits(mine["correct_bits"], mine["total"])
-        )
+        base, hits = (unpack_bits(d["correct_bits"], d["total"]) for d in (reference, mine))
+        if sum(base) != reference["correct"] or sum(hits) != mine["correct"]:  # bits that do not match the counts
+            return budget
+        found = paired_loss(base, hits)
         return dataclasses.replace(
             budget, lost=found.lost, gained=found.gained, mcnemar_p=found.mcnemar_p, loss_ci95=found.loss_ci95_pp
         )

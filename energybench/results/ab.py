@@ -124,7 +124,7 @@ def paired_verdict(metric: str, a: list[float], b: list[float]) -> dict[str, Any
     change = worse_change_pct(metric, 1.0, math.exp(float(logs.mean())))
     out: dict[str, Any] = {"change_pct": change, "band_pct": AB_BAND_PCT, "band": "A/B pairs"}
     if logs.size < MIN_PAIRS:
-        basis = f"{logs.size} pair: no spread, no CI; at least {MIN_PAIRS} pairs needed (give --pairs {MIN_PAIRS + 1} or more)"
+        basis = f"{logs.size} pair: no spread, no CI; at least {MIN_PAIRS} pairs needed (give --pairs 5 or more)"
         return {**out, "verdict": "inconclusive", "basis": basis, "rounds_needed": MIN_PAIRS}
     p_value, (low_log, high_log) = one_sample_t(logs)
     low, high = sorted(worse_change_pct(metric, 1.0, math.exp(x)) for x in (low_log, high_log))
