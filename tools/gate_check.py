@@ -55,6 +55,15 @@ def verdicts_of(rows: list[dict]) -> dict[str, str]:
     return {f"{r['precision']}/{r['metric']}": r["verdict"] + (" FAIL" if r["failed"] else "") for r in rows}
 
 
+def changes_of(rows: list[dict]) -> str:
+    def one(row: dict) -> str:
+        ci = row.get("ci95_pct")
+        shown = f" CI [{ci[0]:+.0f}, {ci[1]:+.0f}]" if ci else ""
+        return f"{row['metric']} {row['change_pct']:+.1f} %{shown}, band {row['band_pct']:.1f} % ({row['band']})"
+
+    return "; ".join(one(r) for r in rows if r.get("change_pct") is not None)
+
+
 def compare_path(args: argparse.Namespace, work: Path) -> dict[str, list[dict[str, str]]]:
     history = work / "history"
     first = pytest_run(args.pytest_args, history, None, ["--save-baseline", "main"])
@@ -115,6 +124,7 @@ def ab_path(args: argparse.Namespace, work: Path) -> dict[str, list[dict[str, st
             found = verdicts_of(rows)
             results.setdefault(label, []).append(found)
             print(f"ab {label} {i + 1}/{args.reruns}: exit {done.returncode} {found}", flush=True)
+            print(f"   {changes_of(rows)}", flush=True)
     return results
 
 

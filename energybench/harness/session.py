@@ -178,10 +178,10 @@ class BenchSession:
 
     # -- records and the run --------------------------------------------------------------
     def add(self, record: Record) -> Record:
-        self.records.append(record)
-        if record.timing is not None and len(record.timing.blocks_s) > 1:  # a later block: one record, all blocks
+        if record.metric in TIMED_METRICS:  # one record per case, rewritten by each block (or its skip)
             key = (record.model, record.precision, record.metric)
-            self.records = [r for r in self.records[:-1] if (r.model, r.precision, r.metric) != key] + [record]
+            self.records = [r for r in self.records if (r.model, r.precision, r.metric) != key]
+        self.records.append(record)
         if record.test_id:
             self.recorded_tests.add(record.test_id)
         return record
