@@ -239,7 +239,7 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     result.stdout.fnmatch_lines(
         [
             "distilbert  fp32       impact  * rho  *embedded*",
-            "distilbert  mixed      accuracy  * %  *embedded*loss * pp (budget 1.00)*",
+            "distilbert  mixed      accuracy  * %  *embedded*loss * pp, 95 % CI * McNemar p=* (budget 1.00)*",
         ]
     )
     [run] = saved_runs(suite)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -283,9 +284,9 @@ class Bench:
         else:
             loss, unit = (value / baseline - 1.0) * 100.0, "%"
         budget = Budget("fp32", baseline, loss, limit, unit, passed=loss <= limit + 1e-9)
-        return self.with_paired_loss(budget, reference.details)
+        return self.with_paired_loss(budget, reference.details, value)
 
-    def with_paired_loss(self, budget: Budget, reference: dict[str, Any]) -> Budget:
+    def with_paired_loss(self, budget: Budget, reference: dict[str, Any], value: float) -> Budget:
         """Accuracy: the paired difference on the same sentences (McNemar p, bootstrap CI of the loss)."""
         from energybench.measure.quality import unpack_bits
         from energybench.results.paired import paired_loss
@@ -294,8 +295,9 @@ class Bench:
         if not (mine.get("correct_bits") and reference.get("correct_bits")) or mine["total"] != reference["total"]:
             return budget
         base, hits = (unpack_bits(d["correct_bits"], d["total"]) for d in (reference, mine))
-        if sum(base) != reference["correct"] or sum(hits) != mine["correct"]:  # bits that do not match the counts
-            return budget
+        accuracies = (sum(base) / len(base), sum(hits) / len(hits))
+        if not all(math.isclose(a, b) for a, b in zip(accuracies, (budget.baseline_value, value), strict=True)):
+            return budget  # the per-sentence bits do not describe these values: no paired statistics
         found = paired_loss(base, hits)
         return dataclasses.replace(
             budget, lost=found.lost, gained=found.gained, mcnemar_p=found.mcnemar_p, loss_ci95=found.loss_ci95_pp
