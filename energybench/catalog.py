@@ -28,6 +28,7 @@ class Metric:
     ``deterministic``: the same model and data give the same number (compared exactly).
     ``energy_like``: a figure with an energy basis (measured / sampled / estimated / apportioned).
     ``comparable``: compared between runs and gated on (``impact``'s value is a correlation, not a cost).
+    ``timed``: measured in timed rounds, in ``--blocks`` blocks spread over the session.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Metric:
     deterministic: bool = False
     energy_like: bool = False
     comparable: bool = True
+    timed: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in ("lower", "higher"):
@@ -67,8 +69,8 @@ METRIC_LIST = (
         task=CAUSAL_LM,
         deterministic=True,
     ),
-    Metric("latency", "lower", "s", "single-request latency (batch 1), median of the timed rounds"),
-    Metric("throughput", "higher", "items/s", "items per second at --batch-size"),
+    Metric("latency", "lower", "s", "single-request latency (batch 1), median of the timed rounds", timed=True),
+    Metric("throughput", "higher", "items/s", "items per second at --batch-size", timed=True),
     Metric("memory", "lower", "bytes", "peak memory of one forward pass at --batch-size"),
     Metric("size", "lower", "bytes", "serialized size of the converted model", deterministic=True),
     Metric(
@@ -108,6 +110,7 @@ METRIC_LIST = (
 METRICS = {m.name: m for m in METRIC_LIST}
 SELECTABLE_METRICS = tuple(m.name for m in METRIC_LIST if m.selectable)
 METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
+TIMED_METRICS = tuple(m.name for m in METRIC_LIST if m.timed)
 ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
 QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task}  # task -> its quality metric
 
@@ -275,7 +278,15 @@ OPTIONS = (
         "N",
         default_text="all",
     ),
-    Option("rounds", "int", "timed rounds per latency/throughput benchmark", "N", 30),
+    Option("rounds", "int", "timed rounds per latency/throughput benchmark, split evenly over --blocks", "N", 30),
+    Option(
+        "blocks",
+        "int",
+        "latency/throughput are timed in N blocks, one per pass over the selection (interleaved with the "
+        "other timing tests); the comparison tests block medians, so minute-scale drift counts as noise",
+        "N",
+        5,
+    ),
     Option("warmup-rounds", "int", "untimed warm-up rounds before timing", "N", 3),
     Option("ppl-context", "optional-int", "perplexity window length in tokens", "N", default_text="model maximum"),
     Option("ppl-stride", "optional-int", "perplexity stride in tokens", "N", default_text="context / 2"),

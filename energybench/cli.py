@@ -57,16 +57,61 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from energybench.results.compare import REGRESSION_EXIT_STATUS, compare_runs, parse_fail_on, render
-    from energybench.results.store import load_run, resolve_ref
+    from energybench.results.store import load_run, load_runs, resolve_ref
 
     limits = parse_fail_on(args.fail_on)
     if args.fail_on is not None and not limits:
         raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
     run_b = load_run(resolve_ref(args.run_b, args.reports_dir))
-    comparison = compare_runs(run_a, run_b, limits)
+    history, _ = load_runs(args.reports_dir)  # the drift band: earlier runs of the same machine
+    comparison = compare_runs(run_a, run_b, limits, history)
     print(render(comparison, args.format))
     return REGRESSION_EXIT_STATUS if comparison.regressions else 0
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    """Baseline and candidate in alternating fresh processes (ABBA), then paired verdicts; exit 6 on a regression."""
+    from energybench.abtest import resolve_side, run_pairs
+    from energybench.results.ab import paired_comparison
+    from energybench.results.compare import REGRESSION_EXIT_STATUS, parse_fail_on, render
+    from energybench.results.store import write_file
+
+    limits = parse_fail_on(args.fail_on)
+    if args.pairs < 1:
+        raise UsageError(f"--pairs {args.pairs}: give a whole number >= 1 (5 or more for a verdict)")
+    if not args.pytest_args:
+        raise UsageError(
+            "ab: give the pytest arguments after --, e.g. energybench ab ... -- benchmarks --metric latency"
+        )
+    baseline, candidate = resolve_side("baseline", args.baseline), resolve_side("candidate", args.candidate)
+    progress = (lambda line: print(line, file=sys.stderr)) if not args.quiet else (lambda line: None)
+    runs_a, runs_b, order = run_pairs(baseline, candidate, args.pairs, args.pytest_args, progress)
+    comparison = paired_comparison(runs_a, runs_b, limits)
+    comparison.run_a, comparison.run_b = f"baseline {args.baseline}", f"candidate {args.candidate}"
+    args.reports_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"order": order, "pytest_args": args.pytest_args, "comparison": json.loads(render(comparison, "json"))}
+    write_file(args.reports_dir / "ab.json", json.dumps(summary, indent=1) + "\n")
+    write_file(args.reports_dir / "ab.md", render(comparison, "markdown") + f"\n\nABBA order: {' '.join(order)}\n")
+    print(render(comparison, "table"))
+    print(f"energybench ab: {args.pairs} pairs, ABBA order {' '.join(order)}; ab.json and ab.md in {args.reports_dir}")
+    return REGRESSION_EXIT_STATUS if comparison.regressions else 0
+
+
+def add_ab_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    ab = sub.add_parser(
+        "ab",
+        parents=[common],
+        help="A/B: baseline and candidate in alternating fresh processes (ABBA), paired verdicts",
+    )
+    side = "a Python executable, a virtual environment or an energybench checkout"
+    ab.add_argument("--baseline", required=True, metavar="SIDE", help=f"side A: {side}")
+    ab.add_argument("--candidate", required=True, metavar="SIDE", help=f"side B: {side}")
+    ab.add_argument("--pairs", type=int, default=5, metavar="N", help="ABBA pairs (2 N processes) [5]")
+    ab.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,throughput:-10%% (exit 6 on regression)")
+    ab.add_argument("--quiet", action="store_true", help="no progress lines")
+    ab.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="what each side runs, after --")
+    ab.set_defaults(func=cmd_ab)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -186,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("sources", nargs="+", type=Path, help="run folders or reports folders")
     merge.set_defaults(func=cmd_import)
     add_report_parser(sub)
+    add_ab_parser(sub, common)
     return parser
 
 

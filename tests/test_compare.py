@@ -1,5 +1,6 @@
 """Compare and gate: directions, statistical verdicts, the comparability guard, --fail-on parsing."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -210,3 +211,106 @@ def test_a_well_formed_fail_on():
     limits = parse_fail_on(" latency:+10% , accuracy:-0.5pp,throughput:-5%")
     assert limits["accuracy"].amount == 0.5 and limits["accuracy"].unit == "pp"
     assert str(limits["throughput"]) == "throughput:-5%"
+
+
+# -- blocks, history bands ------------------------------------------------------------------
+def blocked(rng, scale, blocks=5, rounds=6, drift_cv=0.03, cv=0.02, metric="latency", **fields):
+    """Rounds in blocks, each block at its own machine speed (drift between the minutes of a run)."""
+    levels = scale * rng.lognormal(0.0, drift_cv, blocks)
+    timing = TimingStats.from_blocks([level * rng.lognormal(0.0, cv, rounds) for level in levels])
+    value = timing.median_s if metric == "latency" else 32 / timing.median_s
+    unit = "s" if metric == "latency" else "samples/s"
+    return Record(
+        "distilbert",
+        "fp32",
+        metric,
+        value,
+        unit,
+        method="m",
+        timing=timing,
+        shape=SHAPE,
+        source=SOURCE,
+        details={"implementation": "eager"},
+        **fields,
+    )
+
+
+def test_blocks_keep_their_rounds_and_a_between_block_spread():
+    timing = TimingStats.from_blocks([[1.0, 1.1], [2.0, 2.2], [3.0]])
+    assert timing.rounds == 5 and timing.blocks_s == ((1.0, 1.1), (2.0, 2.2), (3.0,))
+    assert timing.block_medians_s == pytest.approx((1.05, 2.1, 3.0))
+    assert timing.between_block_cv == pytest.approx(np.std([1.05, 2.1, 3.0], ddof=1) / np.mean([1.05, 2.1, 3.0]))
+    assert TimingStats.from_rounds([1.0, 2.0]).blocks_s == ((1.0, 2.0),)
+
+
+def test_an_old_run_without_blocks_reads_as_one_block():
+    record = timed("latency", [0.01, 0.011, 0.012]).to_dict()
+    del record["timing"]["blocks_s"], record["timing"]["between_block_cv"]
+    old = {**run("A", []).to_dict(), "schema_version": 1, "records": [record]}
+    [loaded] = Run.from_dict(old).records
+    assert loaded.timing.blocks_s == ((0.01, 0.011, 0.012),) and loaded.timing.between_block_cv is None
+    assert Run.from_dict(old).schema_version == 2
+
+
+@pytest.mark.parametrize("metric", ["latency", "throughput"])
+def test_block_medians_decide_with_a_between_blocks_band(metric):
+    rng = np.random.default_rng(2)
+    same = compare_runs(run("A", [blocked(rng, 1.0, metric=metric)]), run("B", [blocked(rng, 1.0, metric=metric)]))
+    [row] = same.rows
+    assert row.verdict in ("same", "inconclusive") and row.band == "between blocks"
+    assert "Welch t on 5 vs 5 block medians" in row.basis and row.ci95_pct[0] < 0 < row.ci95_pct[1]
+    slow = compare_runs(run("A", [blocked(rng, 1.0, metric=metric)]), run("B", [blocked(rng, 1.3, metric=metric)]))
+    [row] = slow.rows
+    assert row.verdict == "worse" and row.change_pct > 20 and row.ci95_pct[0] > 10
+
+
+def test_a_a_with_drift_between_blocks_raises_at_most_1pct_false_alarms():
+    rng = np.random.default_rng(9)
+    verdicts = [
+        compare_runs(run("A", [blocked(rng, 1.0, drift_cv=0.08)]), run("B", [blocked(rng, 1.0, drift_cv=0.08)]))
+        .rows[0]
+        .verdict
+        for _ in range(300)
+    ]
+    assert sum(v in ("worse", "better") for v in verdicts) <= 3
+
+
+def test_too_few_blocks_to_decide_says_how_many_would():
+    rng = np.random.default_rng(4)
+    a, b = blocked(rng, 1.0, blocks=2, drift_cv=0.1), blocked(rng, 1.08, blocks=2, drift_cv=0.1)
+    [row] = compare_runs(run("A", [a]), run("B", [b])).rows
+    assert row.verdict == "inconclusive" and f"about {row.rounds_needed} blocks per run would decide" in row.basis
+
+
+def history_runs(rng, values, machine=MACHINE):
+    """Saved runs of one latency record each, with the given run-to-run levels."""
+    return [
+        dataclasses.replace(
+            run(f"H{i}", [blocked(rng, v, drift_cv=0.01)], machine=machine), started_at=f"2026-11-{i + 1:02d}"
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def test_the_history_of_the_same_machine_widens_the_band_to_its_run_to_run_spread():
+    rng = np.random.default_rng(6)
+    history = history_runs(rng, [1.0, 1.2, 0.9, 1.1, 1.0])  # runs drift by ~11 % between them
+    a, b = run("A", [blocked(rng, 1.0, drift_cv=0.01)]), run("B", [blocked(rng, 1.2, drift_cv=0.01)])
+    [without] = compare_runs(a, b).rows
+    [with_history] = compare_runs(a, b, history=history).rows
+    assert without.verdict == "worse" and without.band == "between blocks"
+    assert with_history.verdict == "same" and with_history.band.startswith("history of 5 runs")
+    values = [r.records[0].value for r in history]
+    assert with_history.band_pct == pytest.approx(compare.HISTORY_K * 100 * np.std(values, ddof=1) / np.mean(values))
+    [real] = compare_runs(a, run("B", [blocked(rng, 1.6, drift_cv=0.01)]), history=history).rows
+    assert real.verdict == "worse"  # never "same" when the change is larger than the drift
+
+
+def test_the_history_band_ignores_other_machines_and_too_short_histories():
+    rng = np.random.default_rng(8)
+    a, b = run("A", [blocked(rng, 1.0, drift_cv=0.01)]), run("B", [blocked(rng, 1.2, drift_cv=0.01)])
+    elsewhere = history_runs(rng, [1.0, 1.5, 0.7, 1.2], machine={**MACHINE, "fingerprint": "beef"})
+    short = history_runs(rng, [1.0, 1.5])
+    for history in (elsewhere, short):
+        [row] = compare_runs(a, b, history=history).rows
+        assert row.band == "between blocks" and row.verdict == "worse"

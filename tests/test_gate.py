@@ -115,3 +115,22 @@ def test_pytest_benchmark_files_and_its_compare_command_keep_working(suite):
     )
     assert compared.returncode == 0, compared.stderr
     assert "test_latency[distilbert-fp32]" in compared.stdout
+
+
+def test_timing_in_blocks_spread_over_the_session_and_paired_budget_statistics(suite):
+    args = ["benchmarks", "--metric", "accuracy,latency,throughput", "--precision", "fp32,int8"]
+    args += ["--max-samples", "100", *FAST, "--rounds", "4", "--blocks", "2", "-v"]
+    result = suite.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=10)  # 2 accuracy + 2 x 2 latency + 2 x 2 throughput blocks
+    ran = [line.split(" ")[0] for line in result.outlines if "PASSED" in line and "::test_" in line]
+    blocks = [int(name.split("-block")[1][0]) for name in ran if "-block" in name]
+    assert blocks == sorted(blocks) and blocks.count(1) == 4  # every block 1 before any block 2
+    [run] = saved_runs(suite)
+    timed = [r for r in run["records"] if r["metric"] in ("latency", "throughput")]
+    assert len(timed) == 4 and all([len(b) for b in r["timing"]["blocks_s"]] == [2, 2] for r in timed)
+    assert all(r["timing"]["rounds"] == 4 and r["timing"]["between_block_cv"] is not None for r in timed)
+    assert "2 blocks of 2 rounds, one per pass over the selection" in timed[0]["method"]
+    [int8] = [r for r in run["records"] if (r["metric"], r["precision"]) == ("accuracy", "int8")]
+    budget = int8["budget"]
+    assert budget["lost"] >= 0 and 0 <= budget["mcnemar_p"] <= 1 and budget["loss_ci95"][0] <= budget["loss"]
+    result.stdout.fnmatch_lines(["*distilbert*int8*accuracy*McNemar p=*"])

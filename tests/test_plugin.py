@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-FAST = ["--rounds", "5", "--warmup-rounds", "1", "--seq-len", "32", "--batch-size", "16", "-p", "no:cacheprovider"]
+FAST = [
+    *("--rounds", "5", "--blocks", "1", "--warmup-rounds", "1", "--seq-len", "32", "--batch-size", "16"),
+    *("-p", "no:cacheprovider"),
+]
 
 
 def saved_runs(pytester) -> list[dict]:
@@ -236,7 +239,7 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     result.stdout.fnmatch_lines(
         [
             "distilbert  fp32       impact  * rho  *embedded*",
-            "distilbert  mixed      accuracy  * %  *embedded*loss * pp (budget 1.00)*",
+            "distilbert  mixed      accuracy  * %  *embedded*loss * pp, 95 % CI * McNemar p=* (budget 1.00)*",
         ]
     )
     [run] = saved_runs(suite)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -70,6 +71,10 @@ class Bench:
             ids = workloads.text_token_ids(tokenizer, texts, shape["batch_size"] * shape["seq_len"])
         return workloads.fixed_batch(ids, vocab_size=prepared.model.config.vocab_size, **shape)
 
+    @property
+    def rounds_per_block(self) -> int:
+        return -(-self.settings.rounds // self.case.blocks)  # --rounds split evenly, rounded up
+
     def timing_method(self, batch_size: int) -> str:
         clock = (
             "wall clock synchronized at both ends (CUDA-event times in details)"
@@ -77,13 +82,18 @@ class Bench:
             else "wall clock (perf_counter)"
         )
         shape = self.shape(batch_size)
-        return (
-            f"pytest-benchmark pedantic: {self.settings.rounds} rounds after {self.settings.warmup_rounds} warm-up, "
-            f"batch {shape['batch_size']} x {shape['seq_len']} tokens, {clock}"
+        blocks = self.case.blocks
+        layout = (
+            f"{blocks} blocks of {self.rounds_per_block} rounds, one per pass over the selection, "
+            f"each after {self.settings.warmup_rounds} warm-up"
+            if blocks > 1
+            else f"{self.settings.rounds} rounds after {self.settings.warmup_rounds} warm-up"
         )
+        return f"pytest-benchmark pedantic: {layout}, batch {shape['batch_size']} x {shape['seq_len']} tokens, {clock}"
 
     def time_forward(self, benchmark: Any, batch_size: int) -> TimingStats:
-        """Time the forward pass with the pytest-benchmark fixture (its own files keep working).
+        """Time this block's forward passes with the pytest-benchmark fixture (its own files keep working);
+        the statistics hold every block of this case timed so far in the session.
 
         On CUDA, CUDA events time the same calls on the device; their statistics land in
         ``self.event_timing`` for the record's details.
@@ -93,8 +103,10 @@ class Bench:
         events: list[float] = []
         run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device, events)
         benchmark.group = f"{self.case.metric} {self.case.model}"
-        benchmark.extra_info.update({"precision": self.case.precision, **self.shape(batch_size)})
-        benchmark.pedantic(run, rounds=self.settings.rounds, warmup_rounds=self.settings.warmup_rounds, iterations=1)
+        extra = {"precision": self.case.precision, "block": self.case.block, "blocks": self.case.blocks}
+        benchmark.extra_info.update({**extra, **self.shape(batch_size)})
+        rounds, warmup = self.rounds_per_block, self.settings.warmup_rounds
+        benchmark.pedantic(run, rounds=rounds, warmup_rounds=warmup, iterations=1)
         if not benchmark.stats:
             self.skip(
                 "pytest-benchmark timing is disabled (--benchmark-disable, --benchmark-skip, or pytest-xdist "
@@ -102,7 +114,10 @@ class Bench:
             )
         rounds = benchmark.stats.stats.data
         self.event_timing = cuda_event_stats(events[-len(rounds) :])
-        return TimingStats.from_rounds(rounds)
+        key = (self.case.model, self.case.precision, self.case.metric)
+        blocks = self.session.timed_blocks.setdefault(key, [])
+        blocks.append(tuple(rounds))
+        return TimingStats.from_blocks(blocks)
 
     def timing_details(self) -> dict[str, Any]:
         timing = getattr(self, "event_timing", None)
@@ -282,12 +297,31 @@ class Bench:
         limit = self.settings.budget_for(self.case.metric, self.case.model, self.case.precision)
         if self.case.precision == "fp32" or limit is None:
             return None
-        baseline = self.session.quality(self.case.model, "fp32", self.case.metric).value
+        reference = self.session.quality(self.case.model, "fp32", self.case.metric)
+        baseline = reference.value
         if self.case.metric == "accuracy":
             loss, unit = (baseline - value) * 100.0, "pp"
         else:
             loss, unit = (value / baseline - 1.0) * 100.0, "%"
-        return Budget("fp32", baseline, loss, limit, unit, passed=loss <= limit + 1e-9)
+        budget = Budget("fp32", baseline, loss, limit, unit, passed=loss <= limit + 1e-9)
+        return self.with_paired_loss(budget, reference.details, value)
+
+    def with_paired_loss(self, budget: Budget, reference: dict[str, Any], value: float) -> Budget:
+        """Accuracy: the paired difference on the same sentences (McNemar p, bootstrap CI of the loss)."""
+        from energybench.measure.quality import unpack_bits
+        from energybench.results.paired import paired_loss
+
+        mine = self.session.quality(self.case.model, self.case.precision, self.case.metric).details
+        if not (mine.get("correct_bits") and reference.get("correct_bits")) or mine["total"] != reference["total"]:
+            return budget
+        base, hits = (unpack_bits(d["correct_bits"], d["total"]) for d in (reference, mine))
+        accuracies = (sum(base) / len(base), sum(hits) / len(hits))
+        if not all(math.isclose(a, b) for a, b in zip(accuracies, (budget.baseline_value, value), strict=True)):
+            return budget  # the per-sentence bits do not describe these values: no paired statistics
+        found = paired_loss(base, hits)
+        return dataclasses.replace(
+            budget, lost=found.lost, gained=found.gained, mcnemar_p=found.mcnemar_p, loss_ci95=found.loss_ci95_pp
+        )
 
     def predicted_vs_measured(self, budget: Budget | None) -> dict[str, Any]:
         """For ``mixed``: the plan's predicted quality delta next to the measured one vs fp32."""

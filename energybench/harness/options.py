@@ -63,6 +63,7 @@ class Settings:
     max_samples: int | None
     rounds: int
     warmup_rounds: int
+    blocks: int
     ppl_context: int | None
     ppl_stride: int | None
     reports_dir: Path
@@ -133,6 +134,17 @@ def positive_int(option: str, raw: Any, allow_none: bool = False) -> int | None:
     if value < 1:
         raise SettingsError(f"{option}: {raw!r} is not a positive integer; give a whole number >= 1")
     return value
+
+
+def timing_blocks(raw: dict[str, Any]) -> int:
+    """--blocks: at most --rounds (each block needs a timed round)."""
+    blocks = positive_int("--blocks", raw.get("blocks") or default("blocks"))
+    rounds = positive_int("--rounds", raw.get("rounds") or default("rounds"))
+    if blocks > rounds:
+        raise SettingsError(
+            f"--blocks {blocks} exceeds --rounds {rounds}: each block needs a round; give --blocks <= --rounds"
+        )
+    return blocks
 
 
 def positive_float(option: str, raw: Any, default: float | None) -> float | None:
@@ -276,6 +288,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         max_samples=positive_int("--max-samples", raw.get("max_samples"), allow_none=True),
         rounds=positive_int("--rounds", raw.get("rounds") or default("rounds")),
         warmup_rounds=positive_int("--warmup-rounds", raw.get("warmup_rounds") or default("warmup_rounds")),
+        blocks=timing_blocks(raw),
         ppl_context=positive_int("--ppl-context", raw.get("ppl_context"), allow_none=True),
         ppl_stride=positive_int("--ppl-stride", raw.get("ppl_stride"), allow_none=True),
         reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,

@@ -161,7 +161,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
     def key(item: pytest.Item) -> tuple:
         case = case_of(item)  # group by model and precision so each model is converted once
-        return (0, "", 0, 0) if case is None else (1, case.model, order[case.precision], metric_order[case.metric])
+        if case is None:
+            return (0, 0, "", 0, 0)
+        # timed metrics run in --blocks passes over the selection: block k of every timing test, then block k+1
+        return (1, case.block, case.model, order[case.precision], metric_order[case.metric])
 
     items[:] = sorted(selected, key=key)
 

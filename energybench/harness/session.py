@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from energybench.catalog import METRICS
+from energybench.catalog import METRICS, TIMED_METRICS
 from energybench.harness.options import Settings, SettingsError
 from energybench.models.precision import Prepared
 from energybench.models.registry import REGISTRY, LoadedModel, ModelSource, ModelSourceError, resolve, resolve_path
@@ -25,10 +25,12 @@ class Case:
     model: str
     precision: str
     metric: str
+    block: int = 1  # timed metrics: which of ``blocks`` passes over the selection this test times
+    blocks: int = 1
 
     @property
     def id(self) -> str:
-        return f"{self.model}-{self.precision}"
+        return f"{self.model}-{self.precision}" + (f"-block{self.block}of{self.blocks}" if self.blocks > 1 else "")
 
 
 def utc_now() -> str:
@@ -58,6 +60,7 @@ class BenchSession:
         self.notes: list[str] = []  # lines for the summary (e.g. why no baseline was saved)
         self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
         self.study: dict[tuple, Any] = {}  # energybench.layers.study: layer tables, sensitivities, plans
+        self.timed_blocks: dict[tuple[str, str, str], list[tuple[float, ...]]] = {}  # each block's rounds so far
 
     # -- start-up -------------------------------------------------------------------------
     def activate(self, with_energy: bool = False) -> None:
@@ -119,7 +122,13 @@ class BenchSession:
     def cases(self, metric: str) -> list[Case]:
         task = METRICS[metric].task
         models = [m for m in self.settings.models if task is None or self.task(m) in (task, None)]
-        return [Case(m, p, metric) for m in models for p in self.settings.precisions]
+        blocks = self.settings.blocks if metric in TIMED_METRICS else 1
+        return [
+            Case(m, p, metric, block, blocks)
+            for block in range(1, blocks + 1)
+            for m in models
+            for p in self.settings.precisions
+        ]
 
     # -- models ---------------------------------------------------------------------------
     def loaded(self, model: str) -> LoadedModel:
@@ -171,6 +180,9 @@ class BenchSession:
 
     # -- records and the run --------------------------------------------------------------
     def add(self, record: Record) -> Record:
+        if record.metric in TIMED_METRICS:  # one record per case, rewritten by each block (or its skip)
+            key = (record.model, record.precision, record.metric)
+            self.records = [r for r in self.records if (r.model, r.precision, r.metric) != key]
         self.records.append(record)
         if record.test_id:
             self.recorded_tests.add(record.test_id)
@@ -246,9 +258,11 @@ class BenchSession:
 
     def compare_with(self, run: Run) -> Any:
         from energybench.results.compare import compare_runs, parse_fail_on, render
-        from energybench.results.store import load_run, write_file
+        from energybench.results.store import load_run, load_runs, write_file
 
-        comparison = compare_runs(load_run(self.settings.compare_path), run, parse_fail_on(self.settings.fail_on))
+        history, _ = load_runs(self.settings.reports_dir)  # the drift band: earlier runs of the same machine
+        limits = parse_fail_on(self.settings.fail_on)
+        comparison = compare_runs(load_run(self.settings.compare_path), run, limits, history)
         if self.saved_path:
             write_file(self.saved_path / "comparison.md", render(comparison, "markdown") + "\n")
             write_file(self.saved_path / "comparison.json", render(comparison, "json") + "\n")

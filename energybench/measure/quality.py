@@ -35,6 +35,23 @@ class Accuracy:
     correct: int
     total: int
     padding: str
+    correct_bits: str = ""  # per-example correctness, in data order: pack_bits (for paired tests)
+
+
+def pack_bits(correct: list[bool]) -> str:
+    """Per-example correctness as hex of packed bits (872 SST-2 sentences -> 218 characters)."""
+    import numpy as np
+
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpack_bits(bits: str, total: int) -> list[bool]:
+    import numpy as np
+
+    unpacked = np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:total]
+    if unpacked.size != total:
+        raise ValueError(f"correct_bits holds {unpacked.size} examples, not {total}")
+    return [bool(x) for x in unpacked]
 
 
 @dataclass(frozen=True)
@@ -112,9 +129,9 @@ def accuracy(model, tokenizer, examples, *, batch_size, device, pad_to=None, pro
         pad_to=pad_to,
         progress=progress,
     )
-    correct = sum(int(p == label) for p, (_, label) in zip(predictions, examples))
+    hits = [p == label for p, (_, label) in zip(predictions, examples, strict=True)]
     padding = f"fixed to {pad_to}" if pad_to else "length-sorted dynamic"
-    return Accuracy(correct / len(examples), correct, len(examples), padding)
+    return Accuracy(sum(hits) / len(examples), sum(hits), len(examples), padding, pack_bits(hits))
 
 
 def strided_windows(total: int, context: int, stride: int) -> list[tuple[int, int, int]]:

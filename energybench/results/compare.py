@@ -2,16 +2,27 @@
 
 Verdicts (per model x precision x metric):
 
-- ``worse`` / ``better``: the change is statistically significant (two-sided Mann-Whitney U on
-  the raw rounds, p < ``ALPHA``) *and* larger than the noise band;
-- ``same``: the bootstrap 95 % CI of the change lies inside the noise band, or the change is
-  significant but smaller than the band;
-- ``inconclusive``: neither; the row says about how many rounds would decide.
+- ``worse`` / ``better``: the change is statistically significant (p < ``ALPHA``) *and* larger
+  than the noise band;
+- ``same``: the 95 % CI of the change lies inside the noise band, or the change is significant
+  but smaller than the band;
+- ``inconclusive``: neither; the row says about how many blocks (or rounds) would decide.
 
-The noise band is relative to the measured noise: the larger relative IQR (IQR / median) of the
-two runs' rounds, and at least ``MIN_BAND_PCT``. Metrics measured once per run (accuracy,
-perplexity, size, memory, energy) have no rounds: their verdict is the plain change against the
-``--fail-on`` limit (or ``SINGLE_VALUE_BAND_PCT``) and the row says so.
+Timed metrics measured in blocks (``--blocks`` >= 2 on both sides) are tested on the block
+medians, not the pooled rounds: Welch's t on their logarithms, whose CI is the CI of the ratio
+(Kalibera & Jones), so the drift between the minutes of a session counts as noise. The band
+is then ``BETWEEN_BLOCKS_K`` x the larger between-block CV. Runs with one block fall back to a
+Mann-Whitney U on the raw rounds, with the larger relative IQR of the rounds as the band
+("within-run"). Either band is at least ``MIN_BAND_PCT``.
+
+Drift between runs: when ``history`` (the saved runs) holds at least ``HISTORY_MIN_RUNS``
+earlier runs of the same machine fingerprint that measured a comparable record, the band
+widens to ``HISTORY_K`` x their run-to-run CV (the last ``HISTORY_LOOKBACK`` runs, as
+Conbench's lookback z-score). Each row names the band it used.
+
+Metrics measured once per run (accuracy, perplexity, size, memory, energy) have no rounds: their
+verdict is the plain change against the ``--fail-on`` limit (or ``SINGLE_VALUE_BAND_PCT``, or
+the history band if wider) and the row says so.
 
 A row is only compared when both sides measured the same thing: same machine fingerprint, model
 source and revision, precision implementation, shape, data file and device. Otherwise it reads
@@ -38,6 +49,10 @@ ALPHA = 0.01
 MIN_BAND_PCT = 1.0
 SINGLE_VALUE_BAND_PCT = 5.0
 BOOTSTRAP_RESAMPLES = 999
+BETWEEN_BLOCKS_K = 2.0
+HISTORY_LOOKBACK = 10
+HISTORY_MIN_RUNS = 3
+HISTORY_K = 3.0
 REGRESSION_EXIT_STATUS = 6  # a session that passed its tests but regressed against --compare
 
 
@@ -124,6 +139,7 @@ class Row:
     ci95_pct: tuple[float, float] | None = None
     band_pct: float | None = None
     rounds_needed: int | None = None
+    band: str | None = None  # which band: within-run, between blocks, history of N runs, A/B pairs
     method_b: str = ""
     gated: bool = True
     failed: bool = False
@@ -148,6 +164,17 @@ def samples_of(record: Record) -> np.ndarray | None:
     if record.metric == "throughput":
         return record.value * record.timing.median_s / rounds
     return rounds
+
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+    """A noise band in %, and where it came from (shown on the row)."""
+
+    pct: float
+    source: str
+
+    def widest(self, other: Band | None) -> Band:
+        return other if other is not None and other.pct > self.pct else self
 
 
 def noise_band_pct(a: np.ndarray, b: np.ndarray) -> float:
@@ -177,15 +204,16 @@ def bootstrap_ci_pct(metric: str, a: np.ndarray, b: np.ndarray) -> tuple[float, 
     return float(low), float(high)
 
 
-def rounds_verdict(metric: str, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+def rounds_verdict(metric: str, a: np.ndarray, b: np.ndarray, drift: Band | None = None) -> dict[str, Any]:
     """The statistical verdict for two sets of raw rounds (see the module docstring)."""
     from scipy import stats
 
     change = worse_change_pct(metric, float(np.median(a)), float(np.median(b)))
-    band = noise_band_pct(a, b)
+    chosen = Band(noise_band_pct(a, b), "within-run").widest(drift)
+    band = chosen.pct
     p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    out: dict[str, Any] = {"change_pct": change, "p_value": p_value, "band_pct": band}
-    basis = f"Mann-Whitney U on {a.size} vs {b.size} rounds, p={p_value:.2g}; noise band {band:.1f} %"
+    out: dict[str, Any] = {"change_pct": change, "p_value": p_value, "band_pct": band, "band": chosen.source}
+    basis = f"Mann-Whitney U on {a.size} vs {b.size} rounds, p={p_value:.2g}; noise band {band:.1f} % ({chosen.source})"
     if p_value < ALPHA and abs(change) > band:
         return {**out, "verdict": "worse" if change > 0 else "better", "basis": basis}
     low, high = bootstrap_ci_pct(metric, a, b)
@@ -198,22 +226,91 @@ def rounds_verdict(metric: str, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return {**out, "verdict": "inconclusive", "basis": basis, "rounds_needed": needed}
 
 
+def block_values(record: Record) -> np.ndarray | None:
+    """Each block's median in the record's own unit, if the record was timed in 2 or more blocks."""
+    if record.timing is None or record.value is None or len(record.timing.blocks_s) < 2:
+        return None
+    medians = np.asarray(record.timing.block_medians_s, dtype=float)
+    if record.metric == "throughput":
+        return record.value * record.timing.median_s / medians
+    return medians
+
+
+def between_blocks_band(a: np.ndarray, b: np.ndarray) -> Band:
+    def cv(x: np.ndarray) -> float:
+        return float(np.std(x, ddof=1) / np.mean(x))
+
+    return Band(max(MIN_BAND_PCT, BETWEEN_BLOCKS_K * 100.0 * max(cv(a), cv(b))), "between blocks")
+
+
+def blocks_verdict(metric: str, a: np.ndarray, b: np.ndarray, drift: Band | None = None) -> dict[str, Any]:
+    """Welch's t on the log block medians: the p-value and the 95 % CI of the ratio B/A."""
+    from scipy import stats
+
+    log_a, log_b = np.log(a), np.log(b)
+    test = stats.ttest_ind(log_b, log_a, equal_var=False)
+    low_log, high_log = test.confidence_interval(0.95)
+    diff = float(log_b.mean() - log_a.mean())
+    change = worse_change_pct(metric, 1.0, math.exp(diff))
+    low, high = sorted(worse_change_pct(metric, 1.0, math.exp(x)) for x in (low_log, high_log))
+    p_value = float(test.pvalue) if math.isfinite(test.pvalue) else 1.0
+    chosen = between_blocks_band(a, b).widest(drift)
+    band = chosen.pct
+    basis = (
+        f"Welch t on {a.size} vs {b.size} block medians, p={p_value:.2g}; 95 % CI of the change "
+        f"[{low:+.1f}, {high:+.1f}] %; noise band {band:.1f} % ({chosen.source})"
+    )
+    out = {"change_pct": change, "p_value": p_value, "band_pct": band, "band": chosen.source, "ci95_pct": (low, high)}
+    if p_value < ALPHA and abs(change) > band:
+        return {**out, "verdict": "worse" if change > 0 else "better", "basis": basis}
+    if p_value < ALPHA or (-band <= low and high <= band):
+        return {**out, "verdict": "same", "basis": basis}
+    needed = rounds_to_decide(min(a.size, b.size), (high - low) / 2.0, abs(abs(change) - band), band)
+    basis += f"; about {needed} blocks per run would decide"
+    return {**out, "verdict": "inconclusive", "basis": basis, "rounds_needed": needed}
+
+
 def rounds_to_decide(rounds: int, half_width: float, gap: float, band: float) -> int:
     """Rounds at which the CI half-width (shrinking as 1/sqrt(n)) falls below the gap to the band."""
     target = max(gap, band / 4.0)
     return int(min(100_000, math.ceil(rounds * (half_width / target) ** 2 + 1)))
 
 
-def single_value_verdict(metric: str, a: float, b: float, limit: Limit | None) -> dict[str, Any]:
+def single_value_verdict(
+    metric: str, a: float, b: float, limit: Limit | None, drift: Band | None = None
+) -> dict[str, Any]:
     change = worse_change_pct(metric, a, b)
     if deterministic(metric):
         same = math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
         verdict = "same" if same else ("worse" if change > 0 else "better")
         return {"change_pct": change, "verdict": verdict, "basis": "single deterministic value: exact comparison"}
-    band = limit.amount if limit is not None and limit.unit == "%" else SINGLE_VALUE_BAND_PCT
+    fixed = limit.amount if limit is not None and limit.unit == "%" else SINGLE_VALUE_BAND_PCT
+    chosen = Band(fixed, "--fail-on limit" if limit is not None and limit.unit == "%" else "fixed").widest(drift)
+    band = chosen.pct
     verdict = "same" if abs(change) <= band else ("worse" if change > 0 else "better")
-    basis = f"single value, no rounds: plain change against a {band:g} % band (add rounds for statistics)"
-    return {"change_pct": change, "band_pct": band, "verdict": verdict, "basis": basis}
+    basis = (
+        f"single value, no rounds: plain change against a {band:g} % band ({chosen.source}; add rounds for statistics)"
+    )
+    return {"change_pct": change, "band_pct": band, "band": chosen.source, "verdict": verdict, "basis": basis}
+
+
+# -- drift between runs ---------------------------------------------------------------------
+def history_band(b: Record, fingerprint: Any, history: list[Run], exclude: str) -> Band | None:
+    """``HISTORY_K`` x the run-to-run CV of this record over the last runs of the same machine."""
+    values = [
+        record.value
+        for run in sorted(history, key=lambda r: r.started_at)
+        if run.run_id != exclude and run.machine.get("fingerprint") == fingerprint
+        for record in run.records
+        if (record.model, record.precision, record.metric) == (b.model, b.precision, b.metric)
+        and record.value is not None
+        and record.status == "ok"
+        and record_incomparability(record, b) is None
+    ][-HISTORY_LOOKBACK:]
+    if len(values) < HISTORY_MIN_RUNS:
+        return None
+    cv = float(np.std(values, ddof=1) / np.mean(values))
+    return Band(HISTORY_K * 100.0 * cv, f"history of {len(values)} runs, run-to-run CV {100.0 * cv:.1f} %")
 
 
 # -- comparability --------------------------------------------------------------------------
@@ -262,16 +359,24 @@ class Comparison:
         return {v: n for v in VERDICTS if (n := sum(row.verdict == v for row in self.rows))}
 
 
-def compare_runs(run_a: Run, run_b: Run, limits: dict[str, Limit] | None = None) -> Comparison:
-    """Align ``run_a`` (baseline) and ``run_b`` (candidate) by model x precision x metric."""
+def compare_runs(
+    run_a: Run, run_b: Run, limits: dict[str, Limit] | None = None, history: list[Run] | None = None
+) -> Comparison:
+    """Align ``run_a`` (baseline) and ``run_b`` (candidate) by model x precision x metric.
+
+    ``history``: saved runs whose run-to-run spread may widen the band (see the module docstring).
+    """
     limits = limits or {}
     guard = run_incomparability(run_a, run_b)
     index_a, index_b = index(run_a.records), index(run_b.records)
-    rows = [
-        compare_pair(key, index_a.get(key), index_b.get(key), limits.get(key[2]), guard)
-        for key in sorted(set(index_a) | set(index_b))
-        if key[2] in directed_metrics()
-    ]
+    fingerprint = run_b.machine.get("fingerprint")
+    rows = []
+    for key in sorted(set(index_a) | set(index_b)):
+        if key[2] not in directed_metrics():
+            continue
+        b = index_b.get(key)
+        drift = history_band(b, fingerprint, history or [], run_b.run_id) if b and b.value is not None else None
+        rows.append(compare_pair(key, index_a.get(key), b, limits.get(key[2]), guard, drift))
     return Comparison(run_a.run_id, run_b.run_id, rows, guard)
 
 
@@ -280,7 +385,12 @@ def index(records: list[Record]) -> dict[tuple[str, str, str], Record]:
 
 
 def compare_pair(
-    key: tuple[str, str, str], a: Record | None, b: Record | None, limit: Limit | None, guard: str | None
+    key: tuple[str, str, str],
+    a: Record | None,
+    b: Record | None,
+    limit: Limit | None,
+    guard: str | None,
+    drift: Band | None = None,
 ) -> Row:
     model, precision, metric = key
     base = {
@@ -303,11 +413,7 @@ def compare_pair(
     why_not = guard or record_incomparability(a, b)
     if why_not:
         return Row(**base, verdict="not comparable", basis=f"not comparable: {why_not}", gated=False)
-    sa, sb = samples_of(a), samples_of(b)
-    if sa is not None and sb is not None:
-        found = rounds_verdict(metric, sa, sb)
-    else:
-        found = single_value_verdict(metric, a.value, b.value, limit)
+    found = verdict_of(metric, a, b, limit, drift)
     if metric == "accuracy":
         base["change_pp"] = (a.value - b.value) * 100.0
     gated = not is_estimated(a) and not is_estimated(b)
@@ -315,6 +421,17 @@ def compare_pair(
         found["basis"] += "; estimated energy: shown, never gated"
     row = Row(**{**base, "change_pct": found.pop("change_pct")}, **found, gated=gated)
     return dataclasses.replace(row, failed=breaches(row, limit))
+
+
+def verdict_of(metric: str, a: Record, b: Record, limit: Limit | None, drift: Band | None) -> dict[str, Any]:
+    """Block medians when both sides have blocks, else the raw rounds, else the single values."""
+    blocks_a, blocks_b = block_values(a), block_values(b)
+    if blocks_a is not None and blocks_b is not None:
+        return blocks_verdict(metric, blocks_a, blocks_b, drift)
+    sa, sb = samples_of(a), samples_of(b)
+    if sa is not None and sb is not None:
+        return rounds_verdict(metric, sa, sb, drift)
+    return single_value_verdict(metric, a.value, b.value, limit, drift)
 
 
 def is_estimated(record: Record) -> bool:

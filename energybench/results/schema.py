@@ -16,7 +16,7 @@ import numpy as np
 
 from energybench.errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: TimingStats.blocks_s / between_block_cv; Budget's paired statistics
 UNSTABLE_IQR_OVER_MEDIAN = 0.10
 STATUSES = ("ok", "skipped", "error", "budget-breach")
 
@@ -27,7 +27,12 @@ class SchemaError(DataError):
 
 @dataclass(frozen=True)
 class TimingStats:
-    """Order statistics of timed rounds, in seconds, with the raw rounds for later comparison."""
+    """Order statistics of timed rounds, in seconds, with the raw rounds for later comparison.
+
+    ``blocks_s`` keeps the rounds of each block (``--blocks``), in timing order; the pooled order
+    statistics are over all of them. ``between_block_cv`` is the spread of the block medians
+    (standard deviation / mean), ``None`` with one block. Runs older than schema 2 read as one block.
+    """
 
     rounds: int
     median_s: float
@@ -40,6 +45,27 @@ class TimingStats:
     max_s: float
     unstable: bool
     rounds_s: tuple[float, ...]
+    blocks_s: tuple[tuple[float, ...], ...] = ()
+    between_block_cv: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.blocks_s:  # one block: the rounds themselves
+            object.__setattr__(self, "blocks_s", (tuple(self.rounds_s),))
+
+    @property
+    def block_medians_s(self) -> tuple[float, ...]:
+        return tuple(float(np.median(block)) for block in self.blocks_s)
+
+    @classmethod
+    def from_blocks(cls, blocks_s: list[list[float]] | tuple[tuple[float, ...], ...]) -> TimingStats:
+        """Pooled statistics of every block's rounds, with the blocks and their between-block spread."""
+        blocks = tuple(tuple(float(x) for x in block) for block in blocks_s if len(block))
+        if not blocks:
+            raise ValueError("timed blocks: got no rounds")
+        pooled = cls.from_rounds([x for block in blocks for x in block])
+        medians = np.array([np.median(block) for block in blocks])
+        spread = float(medians.std(ddof=1) / medians.mean()) if medians.size > 1 else None
+        return dataclasses.replace(pooled, blocks_s=blocks, between_block_cv=spread)
 
     @classmethod
     def from_rounds(cls, rounds_s: list[float] | tuple[float, ...]) -> TimingStats:
@@ -73,12 +99,29 @@ class Budget:
     limit: float
     unit: str  # "pp" (accuracy points) or "%" (perplexity increase)
     passed: bool
+    # accuracy: the paired difference on the same sentences (energybench.results.paired)
+    lost: int | None = None  # baseline right, this precision wrong
+    gained: int | None = None  # baseline wrong, this precision right
+    mcnemar_p: float | None = None  # exact McNemar (binomial test on the discordant sentences)
+    loss_ci95: tuple[float, float] | None = None  # paired bootstrap 95 % CI of the loss, in `unit`
+
+    def paired(self) -> str:
+        """``95 % CI [a, b] pp, McNemar p=.. (lost/gained discordant)``, or "" without per-sentence data."""
+        if self.mcnemar_p is None or self.loss_ci95 is None:
+            return ""
+        low, high = self.loss_ci95
+        return (
+            f"95 % CI [{low:+.2f}, {high:+.2f}] {self.unit}, McNemar p={self.mcnemar_p:.2g} "
+            f"({self.lost} lost / {self.gained} gained)"
+        )
 
     def message(self, metric: str, precision: str, value: float) -> str:
         verdict = "within" if self.passed else "exceeds"
+        paired = f" ({self.paired()})" if self.paired() else ""
         return (
             f"{metric} {precision} {value:.4f} vs {self.baseline_precision} baseline "
-            f"{self.baseline_value:.4f}: loss {self.loss:.2f} {self.unit} {verdict} budget {self.limit:.2f} {self.unit}"
+            f"{self.baseline_value:.4f}: loss {self.loss:.2f} {self.unit}{paired} {verdict} budget "
+            f"{self.limit:.2f} {self.unit}"
         )
 
 
@@ -130,9 +173,12 @@ class Record:
         if raw.get("timing"):
             timing = dict(raw["timing"])
             timing["rounds_s"] = tuple(timing["rounds_s"])
+            timing["blocks_s"] = tuple(tuple(block) for block in timing.get("blocks_s") or ())
             raw["timing"] = TimingStats(**timing)
         if raw.get("budget"):
-            raw["budget"] = Budget(**raw["budget"])
+            budget = dict(raw["budget"])
+            budget["loss_ci95"] = tuple(budget["loss_ci95"]) if budget.get("loss_ci95") else None
+            raw["budget"] = Budget(**budget)
         return cls(**raw)
 
 
@@ -185,4 +231,14 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     raw = dict(raw)
     raw["partial"] = bool(raw.get("partial", False))
     raw.setdefault("partial_reason", None)
+    if raw["schema_version"] < 2:
+        raw = {**raw, "records": [one_block(r) for r in raw.get("records", [])], "schema_version": 2}
     return raw
+
+
+def one_block(record: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: a run timed before blocks existed holds its rounds as one block."""
+    timing = record.get("timing")
+    if not timing:
+        return record
+    return {**record, "timing": {**timing, "blocks_s": [list(timing["rounds_s"])], "between_block_cv": None}}

@@ -26,7 +26,8 @@ def note(record: Record) -> str:
         parts.append("flagged: " + "; ".join(record.details["flags"]))
     if record.budget:
         b = record.budget
-        parts.append(f"loss {b.loss:+.2f} {b.unit} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")
+        paired = f", {b.paired()}" if b.paired() else ""
+        parts.append(f"loss {b.loss:+.2f} {b.unit}{paired} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")
     return "; ".join(parts)
 
 
