@@ -2,13 +2,13 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.harness import options as settings
+from energybench import catalog
 from energybench.models import precision
 from energybench.models.precision import PrecisionUnsupported, convert, count_quantized
 
 
 def test_precision_names_match_the_converters():
-    assert precision.PRECISIONS == settings.PRECISIONS
+    assert precision.PRECISIONS == catalog.PRECISIONS
 
 
 def test_int8_quantizes_every_linear_of_distilbert(tiny_distilbert):
