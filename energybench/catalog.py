@@ -167,9 +167,12 @@ PRECISION_NOTES = {
     "CUDA with compute capability >= 8.0",
     "fp8-dyn": "torchao Float8DynamicActivationFloat8WeightConfig(PerRow): e4m3 through torch._scaled_mm, bf16; "
     "CUDA with compute capability >= 8.9",
+    "int8-static": "static int8 (activations and weights), calibrated on a seeded subset of the SST-2 train split: "
+    "ONNX Runtime quantize_static (QDQ, per-channel, MinMax) on the onnxruntime backend",
 }
 PRECISIONS = tuple(PRECISION_NOTES)
 TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")  # need the `backends` extra (torchao)
+STATIC_PRECISIONS = ("int8-static",)  # calibrated; converted by the backend (energybench.models.backends)
 MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 BASELINE_PRECISION = "fp32"
@@ -186,7 +189,28 @@ MODEL_SOURCES = ("auto", "hub", "path", "embedded", "shape-only")
 MODELS = ("distilbert", "gpt2", "bert-base")  # the registry (energybench.models.registry) holds their specs
 CUSTOM_MODEL = "custom"  # the name of a --model-path checkpoint that is not named after a registered model
 
-INT8, INT4, FP8 = ("int8", "int8-wo", "int8-dyn"), ("int4-wo",), ("fp8-dyn",)
+INT8, INT4, FP8 = ("int8", "int8-wo", "int8-dyn", "int8-static"), ("int4-wo",), ("fp8-dyn",)
+
+# Backends: what runs the converted model. Names and notes only: energybench.models.backends holds
+# the classes (they import onnxruntime / torch._dynamo only when used).
+BACKEND_NOTES = {
+    "eager": "PyTorch eager: the model as converted, called directly (today's path)",
+    "compile": "torch.compile (Inductor), the sequence dimension dynamic; compile time recorded as its own "
+    "number, never in latency",
+    "onnxruntime": "exported to ONNX (torch.onnx.export, dynamo, opset 18) and run by ONNX Runtime on its CPU "
+    "execution provider (CUDA provider where present)",
+}
+BACKENDS = tuple(BACKEND_NOTES)
+DEFAULT_BACKEND = "eager"
+BACKENDS_EXTRA = "install energybench[backends] (pip install 'energybench[backends]')"
+
+
+def variant(precision: str, backend: str) -> str:
+    """A precision as run by a backend: ``int8`` on eager (the default backend keeps its old name),
+    ``onnxruntime-int8-static`` elsewhere (test ids, summaries and report labels)."""
+    return precision if backend == DEFAULT_BACKEND else f"{backend}-{precision}"
+
+
 DEFAULT_ACCURACY_BUDGET_PP = {"fp16": 0.3, "bf16": 0.3, **dict.fromkeys(INT8 + FP8, 1.0), **dict.fromkeys(INT4, 2.0)}
 DEFAULT_PERPLEXITY_BUDGET_PCT = {
     "fp16": 1.0,
@@ -243,6 +267,14 @@ OPTIONS = (
         "NAMES",
         "all",
         choices=ALL_PRECISIONS,
+    ),
+    Option(
+        "backend",
+        "names",
+        f"backends that run the model, comma-separated or 'all': {', '.join(BACKENDS)}",
+        "NAMES",
+        DEFAULT_BACKEND,
+        choices=BACKENDS,
     ),
     Option(
         "metric",
@@ -383,6 +415,8 @@ def options_reference() -> str:
     lines += ["", "## Precisions", "", "| precision | implementation |", "|---|---|"]
     lines += [f"| `{name}` | {note} |" for name, note in PRECISION_NOTES.items()]
     lines += [f"| `{name}` (group) | {', '.join(members)} |" for name, members in PRECISION_GROUPS.items()]
+    lines += ["", "## Backends", "", "| backend | what runs the model |", "|---|---|"]
+    lines += [f"| `{name}` | {note} |" for name, note in BACKEND_NOTES.items()]
     lines += [
         "",
         "## Metrics",

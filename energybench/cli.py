@@ -26,6 +26,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precisions(args: argparse.Namespace) -> int:
+    """Every precision on every backend: where it runs (here, on this device) and what implements it."""
+    import torch
+
+    from energybench.catalog import BACKENDS, PRECISIONS
+    from energybench.models.backends import implementation, probe
+
+    device = torch.device(args.device)
+    print(f"device {device} (torch {torch.__version__}); 'runs' means it can run here, else the reason")
+    for precision in PRECISIONS:
+        for name in BACKENDS:
+            reason = probe(name, precision, device)
+            where = "runs" if reason is None else f"skipped: {reason}"
+            print(f"{precision:<12} {name:<12} {where}")
+            if reason is None:
+                print(f"{'':<25} {implementation(name, precision)}")
+    return 0
+
+
 def cmd_options(args: argparse.Namespace) -> int:
     """The options and metrics reference, generated from energybench.catalog (docs/options.md)."""
     from energybench.catalog import options_reference
@@ -206,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="energybench", description="energybench: runs, models and comparisons")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="the model registry").set_defaults(func=cmd_models)
+    precisions = sub.add_parser("precisions", help="every precision x backend: where it runs and its implementation")
+    precisions.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the device to probe [cpu]")
+    precisions.set_defaults(func=cmd_precisions)
     sub.add_parser(
         "options", help="every pytest option, its ini key and default, and every metric (Markdown)"
     ).set_defaults(func=cmd_options)

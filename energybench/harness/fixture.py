@@ -30,14 +30,36 @@ class Bench:
         from energybench.models.precision import PrecisionUnsupported
 
         try:
-            return self.session.prepared(self.case.model, self.case.precision, self.builder())
+            return self.session.prepared(
+                self.case.model, self.case.precision, self.builder(), backend=self.case.backend
+            )
         except PrecisionUnsupported as error:
-            self.skip(f"{self.case.precision} on {self.session.device}: {error}")
+            self.skip(f"{self.label} on {self.session.device}: {error}")
+
+    @property
+    def label(self) -> str:
+        """The precision as run by this case's backend: ``int8``, ``onnxruntime-int8-static``."""
+        from energybench.catalog import variant
+
+        return variant(self.case.precision, self.case.backend)
+
+    def require_hooks(self) -> None:
+        """The layer study hooks nn.Modules: only eager and compile run them."""
+        runner = self.session.backend(self.case.backend)
+        if not runner.runs_hooks():
+            self.skip(
+                f"the layer study needs forward hooks on PyTorch modules; the {self.case.backend} backend runs "
+                "no PyTorch modules (use --backend eager or compile)"
+            )
 
     def builder(self) -> Callable[[], Prepared] | None:
         """How to build this case's precision when a converter alone cannot (``mixed``: from its plan)."""
         if self.case.precision != "mixed":
             return None
+        if self.case.backend != "eager":
+            from energybench.models.precision import PrecisionUnsupported
+
+            raise PrecisionUnsupported("mixed is built by the layer study's plan in eager PyTorch; use --backend eager")
         from energybench.layers import study
 
         return lambda: study.prepare_mixed(self.session, self)
@@ -102,6 +124,7 @@ class Bench:
 
         events: list[float] = []
         run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device, events)
+        self.warm_compile(run)
         benchmark.group = f"{self.case.metric} {self.case.model}"
         extra = {"precision": self.case.precision, "block": self.case.block, "blocks": self.case.blocks}
         benchmark.extra_info.update({**extra, **self.shape(batch_size)})
@@ -119,9 +142,18 @@ class Bench:
         blocks.append(tuple(rounds))
         return TimingStats.from_blocks(blocks)
 
+    def warm_compile(self, run: Callable[[], None]) -> None:
+        """compile: compile for this shape before anything is timed (its time is recorded apart)."""
+        if hasattr(self.prepared.model, "compile_s"):
+            run()
+
     def timing_details(self) -> dict[str, Any]:
         timing = getattr(self, "event_timing", None)
-        return {"cuda_events": timing} if timing else {}
+        out: dict[str, Any] = {"cuda_events": timing} if timing else {}
+        compile_s = getattr(self.prepared.model, "compile_s", None)
+        if compile_s:
+            out["compile_s"] = dict(compile_s)  # the first call per batch size: never in the timed rounds
+        return out
 
     def record_latency(self, benchmark: Any) -> Record:
         timing = self.time_forward(benchmark, batch_size=1)
@@ -151,27 +183,67 @@ class Bench:
         self.session.release_prepared()
         batch_size = self.settings.batch_size
         try:
-            warm = self.session.fresh(self.case.model, self.case.precision)
+            warm = self.session.fresh(self.case.model, self.case.precision, self.case.backend)
             batch = self.input_batch(batch_size, warm)
             workloads.forward_call(warm.model, batch, self.device)()
             del warm
             baseline = workloads.memory_baseline(self.device)
-            fresh = self.session.fresh(self.case.model, self.case.precision)
+            fresh = self.session.fresh(self.case.model, self.case.precision, self.case.backend)
         except PrecisionUnsupported as error:
-            self.skip(f"{self.case.precision} on {self.device}: {error}")
+            self.skip(f"{self.label} on {self.device}: {error}")
         peak = workloads.peak_memory(workloads.forward_call(fresh.model, batch, self.device), self.device, baseline)
         shape = self.shape(batch_size, fresh)
-        details = {"model_tensor_bytes": workloads.tensor_bytes(fresh.model), "baseline_bytes": baseline}
+        details = {"model_tensor_bytes": workloads.model_bytes(fresh.model), "baseline_bytes": baseline}
+        details["in_process"] = {"peak_bytes": peak.peak_bytes, "method": peak.method}
+        isolated = self.isolated_memory(fresh, batch)
+        details["isolated"] = isolated
+        if "peak_bytes" in isolated:
+            details.update(self.versus_fp32(isolated))
+            return self.record(float(isolated["peak_bytes"]), "bytes", isolated["method"], shape=shape, details=details)
         if peak.peak_bytes <= 0:
             why = f"memory did not grow above the baseline ({peak.peak_bytes} bytes): not measurable"
             return self.record(None, "bytes", peak.method, status="skipped", shape=shape, reason=why, details=details)
-        return self.record(float(peak.peak_bytes), "bytes", peak.method, shape=shape, details=details)
+        method = f"{peak.method} (in this process: {isolated['reason']})"
+        return self.record(float(peak.peak_bytes), "bytes", method, shape=shape, details=details)
+
+    def versus_fp32(self, isolated: dict[str, Any]) -> dict[str, Any]:
+        """Where a quantized peak is not below eager fp32's: why (weights vs activations, apart)."""
+        fp32 = next(
+            (
+                r
+                for r in self.session.records
+                if (r.model, r.precision, r.backend, r.metric) == (self.case.model, "fp32", "eager", "memory")
+                and "peak_bytes" in r.details.get("isolated", {})
+            ),
+            None,
+        )
+        if fp32 is None or self.case.precision == "fp32" or isolated["peak_bytes"] < fp32.value:
+            return {}
+        base = fp32.details["isolated"]
+        mib = 2**20
+        return {
+            "not_below_fp32": (
+                f"peak {isolated['peak_bytes'] / mib:.1f} MiB >= eager fp32 {fp32.value / mib:.1f} MiB: weights "
+                f"{isolated['weights_bytes'] / mib:.1f} vs {base['weights_bytes'] / mib:.1f} MiB, activations "
+                f"{isolated['activations_bytes'] / mib:.1f} vs {base['activations_bytes'] / mib:.1f} MiB"
+            )
+        }
 
     def record_size(self) -> Record:
         from energybench.measure.workloads import serialized_size
 
-        size = serialized_size(self.prepared.model)
+        model = self.prepared.model
+        if hasattr(model, "artifact_bytes"):
+            return self.record(float(model.artifact_bytes), "bytes", "size of the .onnx file ONNX Runtime runs")
+        size = serialized_size(getattr(model, "module", model))
         return self.record(float(size), "bytes", "len(torch.save(model.state_dict())) in memory")
+
+    def isolated_memory(self, prepared: Prepared, batch: dict[str, Any]) -> dict[str, Any]:
+        """Peak RSS of a fresh spawned process that loads only the converted model and runs one
+        forward pass, weights and activations apart (CPU); the reason where it cannot be measured."""
+        from energybench.measure import isolated
+
+        return isolated.measure(prepared.model, batch, self.device)
 
     def require_trained_weights(self) -> None:
         if self.source.kind == "shape-only":
@@ -197,6 +269,7 @@ class Bench:
             source=self.source.to_dict(),
             test_id=self.test_id,
             details=details,
+            backend=self.case.backend,
             **fields,
         )
         return self.session.add(record)
@@ -212,6 +285,7 @@ class Bench:
         batch_size = self.settings.batch_size
         shape = self.shape(batch_size)
         run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device)
+        self.warm_compile(run)
         items, unit = (batch_size * shape["seq_len"], "token") if self.is_causal_lm else (batch_size, "sample")
         idle = self.session.idle_reading(meters.primary())
         result = energy.measure(
@@ -255,13 +329,14 @@ class Bench:
     def energy_budget(self, per_item_j: float | None, method: str) -> Budget | None:
         """An optional "energy per item <= ratio x fp32" budget; never gated on estimated energy."""
         limit = self.settings.budget_for("energy", self.case.model, self.case.precision)
-        if limit is None or per_item_j is None or self.case.precision == "fp32":
+        if limit is None or per_item_j is None or (self.case.precision, self.case.backend) == ("fp32", "eager"):
             return None
         baseline = next(
             (
                 r
                 for r in self.session.records
-                if (r.model, r.precision, r.metric, r.status) == (self.case.model, "fp32", "energy", "ok")
+                if (r.model, r.precision, r.backend, r.metric, r.status)
+                == (self.case.model, "fp32", "eager", "energy", "ok")
             ),
             None,
         )
@@ -282,7 +357,9 @@ class Bench:
         """Measure accuracy/perplexity, compare with the fp32 baseline, record, assert the budget."""
         self.require_trained_weights()
         self.prepared  # noqa: B018 - skips here if the precision cannot run
-        result = self.session.quality(self.case.model, self.case.precision, self.case.metric, self.prepared)
+        result = self.session.quality(
+            self.case.model, self.case.precision, self.case.metric, self.prepared, backend=self.case.backend
+        )
         budget = self.budget(result.value)
         status = "budget-breach" if budget and not budget.passed else "ok"
         details = {**result.details, **self.predicted_vs_measured(budget)}
@@ -295,7 +372,7 @@ class Bench:
 
     def budget(self, value: float) -> Budget | None:
         limit = self.settings.budget_for(self.case.metric, self.case.model, self.case.precision)
-        if self.case.precision == "fp32" or limit is None:
+        if self.case.precision == "fp32" or limit is None:  # fp32 on any backend: no budget, the loss is shown
             return None
         reference = self.session.quality(self.case.model, "fp32", self.case.metric)
         baseline = reference.value
@@ -340,6 +417,7 @@ class Bench:
         from energybench.layers import units as layers
 
         self.require_trained_weights()
+        self.require_hooks()
         try:
             table = study.layer_table(self, self.case.precision)
         except layers.LayerMappingError as error:
@@ -368,6 +446,7 @@ class Bench:
         from energybench.layers import units as layers
 
         self.require_trained_weights()
+        self.require_hooks()
         try:
             rows = study.impact_rows(self)
         except layers.LayerMappingError as error:

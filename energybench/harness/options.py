@@ -19,6 +19,7 @@ import tomllib
 
 from energybench.catalog import (
     ALL_PRECISIONS,
+    BACKENDS,
     CUSTOM_MODEL,
     DEFAULT_ACCURACY_BUDGET_PP,
     DEFAULT_PERPLEXITY_BUDGET_PCT,
@@ -83,6 +84,7 @@ class Settings:
     save_baseline: str | None = None
     impact_samples: int | None = None  # None: energybench.layers.study.DEFAULT_IMPACT_SAMPLES
     report: bool = False
+    backends: tuple[str, ...] = ("eager",)
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {
@@ -279,6 +281,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
             "--precision", raw.get("precision") or default("precision"), ALL_PRECISIONS, groups=PRECISION_GROUPS
         ),
         metrics=choice_list("--metric", raw.get("metric") or default("metric"), METRICS, all_means=METRICS),
+        backends=choice_list("--backend", raw.get("backend") or default("backend"), BACKENDS, all_means=BACKENDS),
         device=choice_list("--device", raw.get("device") or default("device"), DEVICES)[0],
         model_source=source,
         model_path=model_path,

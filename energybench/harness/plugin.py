@@ -158,13 +158,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.hook.pytest_deselected(items=deselected)
     order = {p: i for i, p in enumerate(sorted(bench.settings.precisions, key=lambda p: p == "mixed"))}
     metric_order = {m: i for i, m in enumerate(METRICS)}
+    backends = {b: i for i, b in enumerate(bench.settings.backends)}
 
     def key(item: pytest.Item) -> tuple:
         case = case_of(item)  # group by model and precision so each model is converted once
         if case is None:
-            return (0, 0, "", 0, 0)
+            return (0, 0, "", 0, 0, 0)
         # timed metrics run in --blocks passes over the selection: block k of every timing test, then block k+1
-        return (1, case.block, case.model, order[case.precision], metric_order[case.metric])
+        return (1, case.block, case.model, backends[case.backend], order[case.precision], metric_order[case.metric])
 
     items[:] = sorted(selected, key=key)
 
@@ -230,6 +231,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             device=str(bench.device),
             test_id=item.nodeid,
             source=source,
+            backend=case.backend,
         )
         bench.add(record)
     return report

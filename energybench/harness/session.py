@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from energybench.catalog import METRICS, TIMED_METRICS
+from energybench.catalog import DEFAULT_BACKEND, METRICS, TIMED_METRICS, variant
 from energybench.harness.options import Settings, SettingsError
 from energybench.models.precision import Prepared
 from energybench.models.registry import REGISTRY, LoadedModel, ModelSource, ModelSourceError, resolve, resolve_path
@@ -25,12 +25,16 @@ class Case:
     model: str
     precision: str
     metric: str
+    backend: str = DEFAULT_BACKEND
     block: int = 1  # timed metrics: which of ``blocks`` passes over the selection this test times
     blocks: int = 1
 
     @property
     def id(self) -> str:
-        return f"{self.model}-{self.precision}" + (f"-block{self.block}of{self.blocks}" if self.blocks > 1 else "")
+        """``distilbert-int8`` on the default backend (ids unchanged), ``distilbert-onnxruntime-int8`` elsewhere;
+        ``-block2of5`` for a timed metric measured in blocks."""
+        block = f"-block{self.block}of{self.blocks}" if self.blocks > 1 else ""
+        return f"{self.model}-{variant(self.precision, self.backend)}{block}"
 
 
 def utc_now() -> str:
@@ -50,8 +54,9 @@ class BenchSession:
         self.report_note: str | None = None  # where --report wrote the report, or why it did not
         self.device: Any = None
         self._loaded: dict[str, LoadedModel] = {}
-        self._prepared: tuple[tuple[str, str], Prepared] | None = None
-        self._quality: dict[tuple[str, str, str], Any] = {}
+        self._prepared: tuple[tuple[str, str, str], Prepared] | None = None
+        self._quality: dict[tuple[str, str, str, str], Any] = {}
+        self._backends: dict[str, Any] = {}  # name -> energybench.models.backends.Backend, made when first used
         self.meter_set: Any = None  # energybench.measure.meters.selection.MeterSet, opened when energy is measured
         self._idle: dict[str, Any] = {}
         self.comparison: Any = None  # energybench.results.compare.Comparison, when --compare was given
@@ -124,11 +129,20 @@ class BenchSession:
         models = [m for m in self.settings.models if task is None or self.task(m) in (task, None)]
         blocks = self.settings.blocks if metric in TIMED_METRICS else 1
         return [
-            Case(m, p, metric, block, blocks)
+            Case(m, p, metric, backend=b, block=block, blocks=blocks)
             for block in range(1, blocks + 1)
             for m in models
+            for b in self.settings.backends
             for p in self.settings.precisions
         ]
+
+    def backend(self, name: str) -> Any:
+        """This session's instance of backend ``name`` (it keeps the exported files of the session)."""
+        if name not in self._backends:
+            from energybench.models.backends import backend
+
+            self._backends[name] = backend(name)
+        return self._backends[name]
 
     # -- models ---------------------------------------------------------------------------
     def loaded(self, model: str) -> LoadedModel:
@@ -138,24 +152,30 @@ class BenchSession:
             self._loaded[model] = load(self.sources[model], progress=self.progress)
         return self._loaded[model]
 
-    def prepared(self, model: str, precision: str, build: Callable[[], Prepared] | None = None) -> Prepared:
-        """The converted model for (model, precision), kept until another one is asked for.
+    def prepared(
+        self,
+        model: str,
+        precision: str,
+        build: Callable[[], Prepared] | None = None,
+        backend: str = DEFAULT_BACKEND,
+    ) -> Prepared:
+        """The converted model for (model, precision, backend), kept until another one is asked for.
 
         ``build`` makes a precision that needs more than a converter (``mixed`` needs its plan).
         """
-        key = (model, precision)
+        key = (model, precision, backend)
         if self._prepared is None or self._prepared[0] != key:
             self.release_prepared()
-            self._prepared = (key, build() if build else self.fresh(model, precision))
+            self._prepared = (key, build() if build else self.fresh(model, precision, backend))
         return self._prepared[1]
 
-    def fresh(self, model: str, precision: str) -> Prepared:
+    def fresh(self, model: str, precision: str, backend: str = DEFAULT_BACKEND) -> Prepared:
         """A new converted copy (the fp32 original stays untouched). Raises PrecisionUnsupported."""
-        from energybench.models.precision import convert
-
         loaded = self.loaded(model)
-        converted = convert(copy.deepcopy(loaded.model), precision, self.device)
-        return Prepared(loaded, converted.model, precision, converted.implementation, converted.details, self.device)
+        runner = self.backend(backend)
+        converted = runner.prepare(copy.deepcopy(loaded.model), precision, self.device, loaded)
+        details = {"backend": backend, **converted.details}
+        return Prepared(loaded, converted.model, precision, converted.implementation, details, self.device)
 
     def release_prepared(self) -> None:
         self._prepared = None
@@ -166,15 +186,17 @@ class BenchSession:
             torch.cuda.empty_cache()
 
     # -- quality and baselines ------------------------------------------------------------
-    def quality(self, model: str, precision: str, metric: str, prepared: Prepared | None = None) -> Any:
-        """Accuracy or perplexity for (model, precision), computed once per session."""
-        key = (model, precision, metric)
+    def quality(
+        self, model: str, precision: str, metric: str, prepared: Prepared | None = None, backend: str = DEFAULT_BACKEND
+    ) -> Any:
+        """Accuracy or perplexity for (model, precision, backend), computed once per session."""
+        key = (model, precision, metric, backend)
         if key not in self._quality:
             from energybench.measure.quality import quality
             from energybench.progress import Prefixed
 
-            progress = Prefixed(self.progress, f"{model} {precision}") if self.progress else None
-            prepared = prepared or self.prepared(model, precision)
+            progress = Prefixed(self.progress, f"{model} {variant(precision, backend)}") if self.progress else None
+            prepared = prepared or self.prepared(model, precision, backend=backend)
             self._quality[key] = quality(prepared, metric, self.settings, progress)
         return self._quality[key]
 

@@ -157,6 +157,13 @@ def tensor_bytes(model: nn.Module) -> int:
     return total
 
 
+def model_bytes(model: Any) -> int:
+    """The converted model's own bytes: its file for ONNX Runtime, its tensors for PyTorch (compiled too)."""
+    if hasattr(model, "artifact_bytes"):
+        return int(model.artifact_bytes)
+    return tensor_bytes(getattr(model, "module", model))
+
+
 def serialized_size(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: the same measure for every precision."""
     buffer = io.BytesIO()

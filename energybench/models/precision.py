@@ -154,12 +154,24 @@ def torchao_converter(name: str) -> Converter:
     return Converter(name, f"torchao {torchao_quant.CONFIGS[name]}", reason, convert)
 
 
+def static_reason(device: torch.device) -> str | None:
+    return (
+        "int8-static (calibrated static int8) is converted by a backend, not in eager PyTorch (PT2E's "
+        "quantize/dequantize graph runs int8 only once Inductor lowers it); use --backend onnxruntime"
+    )
+
+
+def convert_static(model: nn.Module, device: torch.device) -> Converted:
+    raise PrecisionUnsupported(static_reason(device) or "")
+
+
 CONVERTERS: dict[str, Converter] = {
     "fp32": Converter("fp32", "torch float32", always_supported, cast(torch.float32, "fp32")),
     "fp16": Converter("fp16", "torch float16", always_supported, cast(torch.float16, "fp16")),
     "bf16": Converter("bf16", "torch bfloat16", bf16_reason, cast(torch.bfloat16, "bf16")),
     "int8": Converter("int8", "torch.ao dynamic int8", int8_reason, quantize_int8_dynamic),
     **{name: torchao_converter(name) for name in TORCHAO_PRECISIONS},
+    "int8-static": Converter("int8-static", "backend static int8 (see backends)", static_reason, convert_static),
 }
 PRECISIONS = tuple(CONVERTERS)
 

@@ -68,6 +68,8 @@ def record_row(run: Run, record: Record) -> dict[str, Any]:
         "commit_dirty": run.commit.get("dirty"),
         "fingerprint": run.machine.get("fingerprint"),
         **flat_row(record),
+        "precision": record.variant,  # a non-default backend's rows: onnxruntime-int8-static, against eager fp32
+        "backend": record.backend,
         "energy_basis": energy_basis(record),
         "rounds_s": record.timing.rounds_s if record.timing else None,
         "details": record.details,

@@ -329,6 +329,7 @@ def run_incomparability(run_a: Run, run_b: Run) -> str | None:
 
 COMPARABLE_FIELDS = (
     ("model source", lambda r: (r.source.get("kind"), r.source.get("checkpoint"), r.source.get("revision"))),
+    ("backend", lambda r: r.backend),
     ("precision implementation", lambda r: r.details.get("implementation")),
     ("shape", lambda r: tuple(sorted(r.shape.items()))),
     ("data", lambda r: (r.data or {}).get("sha256")),
@@ -381,7 +382,8 @@ def compare_runs(
 
 
 def index(records: list[Record]) -> dict[tuple[str, str, str], Record]:
-    return {(r.model, r.precision, r.metric): r for r in records}
+    """Records by (model, precision as run by its backend, metric): backends are never aligned together."""
+    return {(r.model, r.variant, r.metric): r for r in records}
 
 
 def compare_pair(

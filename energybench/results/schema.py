@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from energybench.catalog import DEFAULT_BACKEND, variant
 from energybench.errors import DataError
 
 SCHEMA_VERSION = 2  # 2: TimingStats.blocks_s / between_block_cv; Budget's paired statistics
@@ -145,6 +146,12 @@ class Record:
     budget: Budget | None = None
     details: dict[str, Any] = field(default_factory=dict)
     test_id: str = ""
+    backend: str = DEFAULT_BACKEND  # what ran the model (eager, compile, onnxruntime); older runs: eager
+
+    @property
+    def variant(self) -> str:
+        """The precision as run by its backend (``int8``, ``onnxruntime-int8-static``)."""
+        return variant(self.precision, self.backend)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

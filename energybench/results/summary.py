@@ -42,7 +42,7 @@ def provenance(method: str) -> str:
 def summary_table(records: list[Record]) -> list[str]:
     rows = [("model", "precision", "metric", "value", "source", "note")]
     for r in records:
-        rows.append((r.model, r.precision, r.metric, format_value(r), r.source.get("kind", ""), note(r)))
+        rows.append((r.model, r.variant, r.metric, format_value(r), r.source.get("kind", ""), note(r)))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for n, row in enumerate(rows):
