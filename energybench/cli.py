@@ -8,19 +8,20 @@ exit status 2; nothing in the history is touched. ``compare --fail-on`` exits wi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from energybench.catalog import options_reference
 from energybench.errors import EnergybenchError, UsageError
+from energybench.models.registry import REGISTRY
 
 BAD_INPUT = 2
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from energybench.models.registry import REGISTRY
-
     for spec in REGISTRY.values():
         print(f"{spec.name:<11} {spec.task:<24} hub: {spec.hub_id}  ({spec.description})")
     return 0
@@ -28,14 +29,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_options(args: argparse.Namespace) -> int:
     """The options and metrics reference, generated from energybench.catalog (docs/options.md)."""
-    from energybench.catalog import options_reference
-
     print(options_reference(), end="")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from energybench.results.store import list_baselines, load_runs, runs_dir
+    from energybench.results.store import list_baselines, load_runs, runs_dir  # deferred: heavy
 
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
@@ -55,8 +54,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from energybench.results.compare import REGRESSION_EXIT_STATUS, compare_runs, parse_fail_on, render
-    from energybench.results.store import load_run, resolve_ref
+    from energybench.results.compare import (  # deferred: heavy
+        REGRESSION_EXIT_STATUS,
+        compare_runs,
+        parse_fail_on,
+        render,
+    )
+    from energybench.results.store import load_run, resolve_ref  # deferred: heavy
 
     limits = parse_fail_on(args.fail_on)
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
@@ -67,8 +71,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from energybench.results.history import metric_history, render_history
-    from energybench.results.store import load_runs, runs_dir
+    from energybench.results.history import metric_history, render_history  # deferred: heavy
+    from energybench.results.store import load_runs, runs_dir  # deferred: heavy
 
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
@@ -83,8 +87,6 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([asdict(p) for p in points], indent=1))
     elif args.format == "csv":
-        import csv
-
         writer = csv.DictWriter(sys.stdout, fieldnames=list(asdict(points[0])))
         writer.writeheader()
         writer.writerows(asdict(p) for p in points)
@@ -94,7 +96,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from energybench.results.store import delete_baseline, list_baselines, resolve_ref, save_baseline
+    from energybench.results.store import delete_baseline, list_baselines, resolve_ref, save_baseline  # deferred: heavy
 
     if args.action == "list":
         for path in list_baselines(args.reports_dir):
@@ -111,7 +113,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from energybench.results.store import import_runs
+    from energybench.results.store import import_runs  # deferred: heavy
 
     imported, notes = import_runs(args.sources, args.reports_dir)
     for line in notes:
@@ -123,7 +125,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # -- report (issue 6) ---------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from energybench.report.build import ReportError, build_report
+    from energybench.report.build import ReportError, build_report  # deferred: heavy
 
     try:
         folder = build_report(args.run, compare=args.compare, out=args.out, reports_dir=args.reports_dir)
@@ -145,7 +147,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from energybench.results.compare import FORMATS, directed_metrics
+    from energybench.results.compare import FORMATS, directed_metrics  # deferred: heavy
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -7,16 +7,38 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import gc
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from energybench.catalog import METRICS
 from energybench.harness.options import Settings, SettingsError
-from energybench.models.precision import Prepared
-from energybench.models.registry import REGISTRY, LoadedModel, ModelSource, ModelSourceError, resolve, resolve_path
+from energybench.measure.meters import Meter, MeterUnavailable, Reading
+from energybench.measure.meters.selection import MeterSet, open_meters
+from energybench.measure.quality import Quality, quality
+from energybench.models.precision import Prepared, convert
+from energybench.models.registry import (
+    REGISTRY,
+    LoadedModel,
+    ModelSource,
+    ModelSourceError,
+    load,
+    resolve,
+    resolve_path,
+    task_of_checkpoint,
+)
+from energybench.progress import Prefixed
+from energybench.results.compare import Comparison, compare_runs, parse_fail_on, render
+from energybench.results.environment import commit_info, machine_info
 from energybench.results.schema import Record, Run
+from energybench.results.store import load_run, new_run_id, save_baseline, save_run, write_file
 from energybench.version import __version__
 
 
@@ -46,13 +68,13 @@ class BenchSession:
         self.recorded_tests: set[str] = set()
         self.saved_path: Path | None = None
         self.report_note: str | None = None  # where --report wrote the report, or why it did not
-        self.device: Any = None
+        self.device: torch.device | None = None
         self._loaded: dict[str, LoadedModel] = {}
         self._prepared: tuple[tuple[str, str], Prepared] | None = None
-        self._quality: dict[tuple[str, str, str], Any] = {}
-        self.meter_set: Any = None  # energybench.measure.meters.selection.MeterSet, opened when energy is measured
-        self._idle: dict[str, Any] = {}
-        self.comparison: Any = None  # energybench.results.compare.Comparison, when --compare was given
+        self._quality: dict[tuple[str, str, str], Quality] = {}
+        self.meter_set: MeterSet | None = None  # opened when energy is measured
+        self._idle: dict[str, Reading] = {}
+        self.comparison: Comparison | None = None  # when --compare was given
         self.baseline_path: Path | None = None
         self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
         self.study: dict[tuple, Any] = {}  # energybench.layers.study: layer tables, sensitivities, plans
@@ -72,9 +94,6 @@ class BenchSession:
             self.open_meters()
 
     def open_meters(self) -> None:
-        from energybench.measure.meters import MeterUnavailable
-        from energybench.measure.meters.selection import open_meters
-
         try:
             self.meter_set = open_meters(
                 self.settings.meters,
@@ -87,10 +106,8 @@ class BenchSession:
         except MeterUnavailable as error:
             raise SettingsError(str(error)) from error
 
-    def idle_reading(self, meter: Any) -> Any:
+    def idle_reading(self, meter: Meter) -> Reading:
         """The meter's reading over ``idle_s`` seconds of doing nothing, once per session."""
-        import time
-
         if meter.name not in self._idle:
             meter.start()
             time.sleep(max(self.settings.idle_s, meter.update_period_s * 2))
@@ -122,8 +139,6 @@ class BenchSession:
     # -- models ---------------------------------------------------------------------------
     def loaded(self, model: str) -> LoadedModel:
         if model not in self._loaded:
-            from energybench.models.registry import load
-
             self._loaded[model] = load(self.sources[model], progress=self.progress)
         return self._loaded[model]
 
@@ -140,8 +155,6 @@ class BenchSession:
 
     def fresh(self, model: str, precision: str) -> Prepared:
         """A new converted copy (the fp32 original stays untouched). Raises PrecisionUnsupported."""
-        from energybench.models.precision import convert
-
         loaded = self.loaded(model)
         converted = convert(copy.deepcopy(loaded.model), precision, self.device)
         return Prepared(loaded, converted.model, precision, converted.implementation, converted.details, self.device)
@@ -150,18 +163,13 @@ class BenchSession:
         self._prepared = None
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
-            import torch
-
             torch.cuda.empty_cache()
 
     # -- quality and baselines ------------------------------------------------------------
-    def quality(self, model: str, precision: str, metric: str, prepared: Prepared | None = None) -> Any:
+    def quality(self, model: str, precision: str, metric: str, prepared: Prepared | None = None) -> Quality:
         """Accuracy or perplexity for (model, precision), computed once per session."""
         key = (model, precision, metric)
         if key not in self._quality:
-            from energybench.measure.quality import quality
-            from energybench.progress import Prefixed
-
             progress = Prefixed(self.progress, f"{model} {precision}") if self.progress else None
             prepared = prepared or self.prepared(model, precision)
             self._quality[key] = quality(prepared, metric, self.settings, progress)
@@ -175,8 +183,6 @@ class BenchSession:
         return record
 
     def build_run(self, run_id: str) -> Run:
-        from energybench.results.environment import commit_info, machine_info
-
         models = self.models_summary()
         machine, meters = machine_info(str(self.device or "cpu")), self.meters_summary()
         if self.workers:  # measured by xdist workers: their machine view (GPU, pinning) is the one that counts
@@ -218,8 +224,6 @@ class BenchSession:
 
     def finish(self) -> None:
         """At the end of the session: save the run, promote it to a baseline, compare it (the gate)."""
-        from energybench.results.store import new_run_id, save_baseline, save_run
-
         if not self.records:
             return
         run = self.build_run(new_run_id())
@@ -232,10 +236,7 @@ class BenchSession:
         if self.settings.compare_path:
             self.comparison = self.compare_with(run)
 
-    def compare_with(self, run: Run) -> Any:
-        from energybench.results.compare import compare_runs, parse_fail_on, render
-        from energybench.results.store import load_run, write_file
-
+    def compare_with(self, run: Run) -> Comparison:
         comparison = compare_runs(load_run(self.settings.compare_path), run, parse_fail_on(self.settings.fail_on))
         if self.saved_path:
             write_file(self.saved_path / "comparison.md", render(comparison, "markdown") + "\n")
@@ -244,10 +245,6 @@ class BenchSession:
 
     # -- pytest-xdist: workers measure, the controller saves one run --------------------------
     def worker_output(self, worker_id: str) -> dict[str, Any]:
-        import json
-
-        from energybench.results.environment import machine_info
-
         output = {
             "worker": worker_id,
             "records": [r.to_dict() for r in self.records],
@@ -274,9 +271,6 @@ class BenchSession:
 def render_report(run: Path, compare: Path | None) -> str:
     """Draw the report in a child process (``energybench report``): the report stage stays out of
     the harness, and matplotlib's memory out of the benchmark process. Returns the line to show."""
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "energybench.cli", "report", str(run)]
     command += ["--compare", str(compare)] if compare else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -289,17 +283,13 @@ def render_report(run: Path, compare: Path | None) -> str:
 
 def checkpoint_task(path: Path | None) -> str | None:
     """Best-effort task of a checkpoint folder at collection time; activate() reports any problem."""
-    from energybench.models.registry import task_of_checkpoint
-
     try:
         return task_of_checkpoint(Path(path)) if path else None
     except (OSError, ValueError):
         return None
 
 
-def resolve_device(requested: str) -> Any:
-    import torch
-
+def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():

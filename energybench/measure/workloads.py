@@ -4,6 +4,8 @@ call, peak memory of that call, and the serialized size of a model.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import io
 import sys
@@ -74,7 +76,7 @@ def memory_baseline(device: torch.device) -> int:
     """Bytes in use now: allocated tensor memory on GPU, process RSS on CPU."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
-    import psutil
+    import psutil  # deferred: heavy
 
     gc.collect()
     release_freed_heap()
@@ -86,9 +88,6 @@ def release_freed_heap() -> None:
 
     Without it, a model copy reuses pages freed by the previous one and RSS does not move.
     """
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     if name and sys.platform.startswith("linux"):
         try:
@@ -104,7 +103,7 @@ def peak_memory(run: Callable[[], None], device: torch.device, baseline: int) ->
         run()
         peak = torch.cuda.max_memory_allocated(device)
         return PeakMemory(peak - baseline, "torch.cuda.max_memory_allocated minus allocated before the model copy")
-    import psutil
+    import psutil  # deferred: heavy
 
     process = psutil.Process()
     peak = [process.memory_info().rss]

@@ -1,7 +1,6 @@
 """Align two runs, give every metric a delta in its own direction and a statistical verdict, and gate.
 
 Verdicts (per model x precision x metric):
-
 - ``worse`` / ``better``: the change is statistically significant (two-sided Mann-Whitney U on
   the raw rounds, p < ``ALPHA``) *and* larger than the noise band;
 - ``same``: the bootstrap 95 % CI of the change lies inside the noise band, or the change is
@@ -32,6 +31,7 @@ import numpy as np
 
 from energybench.catalog import METRICS
 from energybench.errors import UsageError
+from energybench.layers import flatten
 from energybench.results.schema import Record, Run
 
 ALPHA = 0.01
@@ -159,7 +159,7 @@ def noise_band_pct(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bootstrap_ci_pct(metric: str, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         change = (np.median(y, axis=axis) / np.median(x, axis=axis) - 1.0) * 100.0
@@ -179,7 +179,7 @@ def bootstrap_ci_pct(metric: str, a: np.ndarray, b: np.ndarray) -> tuple[float, 
 
 def rounds_verdict(metric: str, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     """The statistical verdict for two sets of raw rounds (see the module docstring)."""
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     change = worse_change_pct(metric, float(np.median(a)), float(np.median(b)))
     band = noise_band_pct(a, b)
@@ -310,15 +310,11 @@ def compare_pair(
         found = single_value_verdict(metric, a.value, b.value, limit)
     if metric == "accuracy":
         base["change_pp"] = (a.value - b.value) * 100.0
-    gated = not is_estimated(a) and not is_estimated(b)
+    gated = flatten.gated(a) and flatten.gated(b)  # never on an estimate, nor on a share of one
     if not gated:
         found["basis"] += "; estimated energy: shown, never gated"
     row = Row(**{**base, "change_pct": found.pop("change_pct")}, **found, gated=gated)
     return dataclasses.replace(row, failed=breaches(row, limit))
-
-
-def is_estimated(record: Record) -> bool:
-    return record.method.startswith("estimated") or record.details.get("gated") is False
 
 
 def breaches(row: Row, limit: Limit | None) -> bool:

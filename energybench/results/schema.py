@@ -2,7 +2,10 @@
 
 Units live in the names (``median_s``, ``size_bytes``) or, for the one headline number of a
 record, in its ``unit`` field. A number that was not measured is ``None`` with a ``reason``,
-never 0.
+never 0. An energy-like number says how it was obtained in ``basis`` (``catalog.BASES``).
+
+Schema history: 2 added ``Record.basis`` and flat, typed layer-study rows
+(``energybench.layers.rows``); files of schema 1 are upgraded on load (``upgrade``).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from energybench.catalog import BASES, ENERGY_METRICS
 from energybench.errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNSTABLE_IQR_OVER_MEDIAN = 0.10
 STATUSES = ("ok", "skipped", "error", "budget-breach")
 
@@ -94,6 +98,7 @@ class Record:
     status: str = "ok"
     reason: str | None = None
     method: str = ""
+    basis: str | None = None  # energy-like metrics: measured / sampled / estimated / apportioned
     device: str = "cpu"
     shape: dict[str, int] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +115,10 @@ class Record:
             raise ValueError(f"{self.model}/{self.precision}/{self.metric}: a missing value needs a reason")
         if self.value is not None and not math.isfinite(self.value):
             raise ValueError(f"{self.model}/{self.precision}/{self.metric}: value {self.value} is not finite")
+        if self.basis is not None and self.basis not in BASES:
+            raise ValueError(f"record basis {self.basis!r} is not one of {', '.join(BASES)}")
+        if self.metric in ENERGY_METRICS and self.value is not None and self.basis is None:
+            raise ValueError(f"{self.model}/{self.precision}/{self.metric}: an energy figure needs its basis")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,5 +174,24 @@ class Run:
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older run dict up to SCHEMA_VERSION (one step per version as the schema grows)."""
+    """Bring an older run dict up to SCHEMA_VERSION, one step per version.
+
+    The layer study's old row keys are read by ``energybench.layers.rows`` ``from_dict``.
+    """
+    if raw["schema_version"] < 2:
+        records = [{**r, "basis": basis_from_method(r)} for r in raw.get("records", [])]
+        raw = {**raw, "records": records, "schema_version": 2}
     return raw
+
+
+def basis_from_method(record: dict[str, Any]) -> str | None:
+    """Schema 1 wrote the basis only into the method text (``estimated: codecarbon on cpu, ...``);
+    co2's method quotes the energy method after its own. The one place that still parses it.
+    A figure whose method names no basis is taken as an estimate, so it is shown but never gates."""
+    if record.get("metric") not in ENERGY_METRICS:
+        return None
+    for part in str(record.get("method", "")).split("; "):
+        head = part.split(":", 1)[0].strip()
+        if head in BASES:
+            return head
+    return "estimated" if record.get("value") is not None else None

@@ -35,7 +35,7 @@ THROTTLING = {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_
 
 def load_pynvml() -> Any:
     try:
-        import pynvml
+        import pynvml  # deferred: optional
     except ImportError as error:
         raise MeterUnavailable("nvidia-ml-py is not installed: pip install 'energybench[nvml]'") from error
     return pynvml
