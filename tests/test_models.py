@@ -65,7 +65,7 @@ def test_hub_source_from_the_local_cache_loads_offline(offline, gpt2_checkpoint)
     populate_hub_cache(offline, "openai-community/gpt2", gpt2_checkpoint)
     # huggingface_hub reads HF_HUB_CACHE at import: check in a fresh interpreter, as a user's session would
     script = (
-        "from energybench import models\n"
+        "from energybench.models import registry as models\n"
         "source = models.resolve(models.REGISTRY['gpt2'], 'auto')\n"
         "loaded = models.load(source)\n"
         "print(source.kind, source.revision, loaded.model.config.n_layer, loaded.tokenizer.pad_token_id is not None)\n"
