@@ -67,7 +67,7 @@ def resolve_side(name: str, spec: str) -> Side:
 
 def run_side(side: Side, pytest_args: list[str], reports: Path, pair: int) -> Run:
     """One fresh process of one side; its saved run, or SideFailed with one line saying why."""
-    from energybench.results.store import load_runs
+    from energybench.results.store import load_runs  # deferred: heavy
 
     env = dict(os.environ)
     if side.pythonpath is not None:

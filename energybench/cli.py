@@ -8,19 +8,20 @@ exit status 2; nothing in the history is touched. ``compare --fail-on`` exits wi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from energybench.catalog import options_reference
 from energybench.errors import EnergybenchError, UsageError
+from energybench.models.registry import REGISTRY
 
 BAD_INPUT = 2
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from energybench.models.registry import REGISTRY
-
     for spec in REGISTRY.values():
         print(f"{spec.name:<11} {spec.task:<24} hub: {spec.hub_id}  ({spec.description})")
     return 0
@@ -28,10 +29,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_precisions(args: argparse.Namespace) -> int:
     """Every precision on every backend: where it runs (here, on this device) and what implements it."""
-    import torch
+    import torch  # deferred: heavy
 
-    from energybench.catalog import BACKENDS, PRECISIONS
-    from energybench.models.backends import implementation, probe
+    from energybench.catalog import BACKENDS, PRECISIONS  # deferred: heavy
+    from energybench.models.backends import implementation, probe  # deferred: heavy
 
     device = torch.device(args.device)
     print(f"device {device} (torch {torch.__version__}); 'runs' means it can run here, else the reason")
@@ -47,14 +48,12 @@ def cmd_precisions(args: argparse.Namespace) -> int:
 
 def cmd_options(args: argparse.Namespace) -> int:
     """The options and metrics reference, generated from energybench.catalog (docs/options.md)."""
-    from energybench.catalog import options_reference
-
     print(options_reference(), end="")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from energybench.results.store import list_baselines, load_runs, runs_dir
+    from energybench.results.store import list_baselines, load_runs, runs_dir  # deferred: heavy
 
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
@@ -75,8 +74,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from energybench.results.compare import REGRESSION_EXIT_STATUS, compare_runs, parse_fail_on, render
-    from energybench.results.store import load_run, load_runs, resolve_ref
+    from energybench.results.compare import (  # deferred: heavy
+        REGRESSION_EXIT_STATUS,
+        compare_runs,
+        parse_fail_on,
+        render,
+    )
+    from energybench.results.store import load_run, load_runs, resolve_ref  # deferred: heavy
 
     limits = parse_fail_on(args.fail_on)
     if args.fail_on is not None and not limits:
@@ -91,10 +95,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_ab(args: argparse.Namespace) -> int:
     """Baseline and candidate in alternating fresh processes (ABBA), then paired verdicts; exit 6 on a regression."""
-    from energybench.abtest import resolve_side, run_pairs
-    from energybench.results.ab import paired_comparison
-    from energybench.results.compare import REGRESSION_EXIT_STATUS, parse_fail_on, render
-    from energybench.results.store import write_file
+    from energybench.abtest import resolve_side, run_pairs  # deferred: heavy
+    from energybench.results.ab import paired_comparison  # deferred: heavy
+    from energybench.results.compare import REGRESSION_EXIT_STATUS, parse_fail_on, render  # deferred: heavy
+    from energybench.results.store import write_file  # deferred: heavy
 
     limits = parse_fail_on(args.fail_on)
     if args.pairs < 1:
@@ -134,8 +138,8 @@ def add_ab_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from energybench.results.history import metric_history, render_history
-    from energybench.results.store import load_runs, runs_dir
+    from energybench.results.history import metric_history, render_history  # deferred: heavy
+    from energybench.results.store import load_runs, runs_dir  # deferred: heavy
 
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
@@ -150,8 +154,6 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([asdict(p) for p in points], indent=1))
     elif args.format == "csv":
-        import csv
-
         writer = csv.DictWriter(sys.stdout, fieldnames=list(asdict(points[0])))
         writer.writeheader()
         writer.writerows(asdict(p) for p in points)
@@ -161,7 +163,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from energybench.results.store import delete_baseline, list_baselines, resolve_ref, save_baseline
+    from energybench.results.store import delete_baseline, list_baselines, resolve_ref, save_baseline  # deferred: heavy
 
     if args.action == "list":
         for path in list_baselines(args.reports_dir):
@@ -178,7 +180,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from energybench.results.store import import_runs
+    from energybench.results.store import import_runs  # deferred: heavy
 
     imported, notes = import_runs(args.sources, args.reports_dir)
     for line in notes:
@@ -190,7 +192,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # -- report (issue 6) ---------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from energybench.report.build import ReportError, build_report
+    from energybench.report.build import ReportError, build_report  # deferred: heavy
 
     try:
         folder = build_report(args.run, compare=args.compare, out=args.out, reports_dir=args.reports_dir)
@@ -212,7 +214,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from energybench.results.compare import FORMATS, directed_metrics
+    from energybench.results.compare import FORMATS, directed_metrics  # deferred: heavy
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

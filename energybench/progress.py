@@ -28,7 +28,7 @@ def progress_bar(
     """``iterable`` wrapped in a tqdm bar when interactive, else returned as is."""
     if not interactive(stream):
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: heavy
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream or sys.stderr, leave=False, dynamic_ncols=True)
 
@@ -52,7 +52,7 @@ class TerminalProgress:
     def advance(self, task: str, done: int, total: int) -> bool:
         if not interactive(self.stream):
             return False
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # deferred: heavy
 
         with self.guard():
             bar = self.bars.get(task)

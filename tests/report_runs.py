@@ -3,6 +3,17 @@ precisions, every metric, layer records as the layer-records spec describes, and
 
 from __future__ import annotations
 
+from energybench.layers.rows import (
+    Correlation,
+    ImpactRow,
+    ImpactStudy,
+    ImpactTypeRow,
+    LayerTable,
+    Plan,
+    TypeRow,
+    UnitRow,
+    Window,
+)
 from energybench.results.schema import Budget, Record, Run, TimingStats
 
 SOURCES = {
@@ -75,7 +86,8 @@ def model_records(model: str, precisions=("fp32", "int8", "fp16"), slow: float =
                 ENERGY_J[precision] * slow,
                 f"J/{unit}",
                 method="estimated: codecarbon",
-                details={"dynamic_per_item_j": ENERGY_J[precision] / 2, "avg_power_w": 30.0},
+                basis="estimated",
+                details={"dynamic_per_item_j": ENERGY_J[precision] / 2, "avg_power_w": 30.0, "primary": "codecarbon"},
                 **common,
             ),
             Record(
@@ -85,6 +97,7 @@ def model_records(model: str, precisions=("fp32", "int8", "fp16"), slow: float =
                 ENERGY_J[precision] * 1.1e-4,
                 f"gCO2eq/{unit}",
                 method="energy per item x intensity; estimated: codecarbon",
+                basis="estimated",
                 **common,
             ),
         ]
@@ -106,67 +119,36 @@ def quality_record(model: str, precision: str, common: dict) -> Record:
 
 def layer_records(model: str = "distilbert") -> list[Record]:
     per_type = [
-        {
-            "layer_type": t,
-            "calls": 2,
-            "time_s_per_sample": 1e-3 * (i + 1),
-            "share": (i + 1) / 10,
-            "energy_j_per_sample": 0.05 * (i + 1),
-            "flops_per_sample": None,
-        }
+        TypeRow(t, calls=2, time_s_per_sample=1e-3 * (i + 1), share=(i + 1) / 10, energy_j_per_sample=0.05 * (i + 1))
         for i, t in enumerate(LAYER_TYPES)
     ]
     per_layer = [
-        {
-            "layer": f"layer.{i}",
-            "layer_type": LAYER_TYPES[i % 4],
-            "calls": 1,
-            "time_s_per_sample": 1e-4 * i,
-            "share": 0.05 * i,
-            "energy_j_per_sample": 0.01 * (i + 1),
-        }
+        UnitRow(f"layer.{i}", LAYER_TYPES[i % 4], 1, 1e-4 * i, 0.05 * i, energy_j_per_sample=0.01 * (i + 1))
         for i in range(6)
     ]
     impact_layers = [
-        {
-            **row,
-            "ablation": "skip-residual",
-            "kl_mean": 0.02 * (i + 1),
-            "kl_ci95": [0.01 * i, 0.03 * i],
-            "quality_delta": 0.5 * i,
-            "impact_score": 0.1 * (i + 1) ** 1.2,
-            "sensitivity": {"int8": 0.1 * i, "fp16": None},
-        }
+        ImpactRow(
+            row.layer,
+            row.layer_type,
+            ablation="skip-residual",
+            kl_mean=0.02 * (i + 1),
+            kl_ci95_lo=0.01 * i,
+            kl_ci95_hi=0.03 * i,
+            quality_delta=0.5 * i,
+            impact_score=0.1 * (i + 1) ** 1.2,
+            int8_quality_delta=0.1 * i,
+            energy_j_per_sample=row.energy_j_per_sample,
+            share=row.share,
+        )
         for i, row in enumerate(per_layer)
     ]
     impact_types = [
-        {
-            "layer_type": t,
-            "kl_mean": 0.1 * (i + 1),
-            "quality_delta": 0.3 * i,
-            "impact_score": 0.2 * (4 - i),
-            "energy_j_per_sample": 0.05 * (i + 1),
-            "share": (i + 1) / 10,
-        }
+        ImpactTypeRow(t, 1, 0.1 * (i + 1), 0.3 * i, 0.2 * (4 - i), 0.05 * (i + 1), (i + 1) / 10)
         for i, t in enumerate(LAYER_TYPES)
     ]
-    stats = {
-        "n": 6,
-        "pearson_r": 0.93,
-        "pearson_p": 0.01,
-        "pearson_ci95": [0.5, 0.99],
-        "spearman_rho": 0.89,
-        "spearman_p": 0.02,
-        "spearman_ci95": [0.3, 0.98],
-    }
-    plan = {
-        "budget": 1.0,
-        "quantize": ["layer.1", "layer.2"],
-        "precision_of_quantized": "int8",
-        "predicted_quality_delta": -0.4,
-        "predicted_loss": 0.4,
-        "predicted_energy_saving_pct": 20.0,
-    }
+    stats = Correlation(6, "energy_j_per_sample", 0.93, 0.01, 0.5, 0.99, 0.89, 0.02, 0.3, 0.98)
+    plan = Plan(1.0, ["layer.1", "layer.2"], "int8", -0.4, 0.4, 20.0).to_dict()
+    window = Window("codecarbon", "estimated", 0.5)
     common = {"source": SOURCES[model], "device": "cpu"}
     return [
         Record(
@@ -176,13 +158,9 @@ def layer_records(model: str = "distilbert") -> list[Record]:
             0.5,
             "J/sample",
             method="apportioned",
+            basis="apportioned",
             timing=timed(0.02),
-            details={
-                "meter": {"name": "codecarbon", "method": "estimated", "energy_j_per_sample": 0.5},
-                "per_type": per_type,
-                "per_layer": per_layer,
-                "timer": "perf_counter_ns",
-            },
+            details=LayerTable(per_layer, per_type, "perf_counter_ns", meter=window).to_dict(),
             **common,
         ),
         Record(
@@ -192,13 +170,9 @@ def layer_records(model: str = "distilbert") -> list[Record]:
             0.89,
             "rho",
             method="ablation",
-            details={
-                "samples": 64,
-                "per_layer": impact_layers,
-                "per_type": impact_types,
-                "correlation": {"per_layer": stats, "per_type": stats},
-                "plan": plan,
-            },
+            details=ImpactStudy(
+                64, "KL", impact_layers, impact_types, {"per_layer": stats, "per_type": stats}, Plan.from_dict(plan)
+            ).to_dict(),
             **common,
         ),
         Record(
@@ -212,7 +186,15 @@ def layer_records(model: str = "distilbert") -> list[Record]:
             **common,
         ),
         Record(
-            model, "mixed", "energy", 0.42, "J/sample", method="estimated: codecarbon", details={"plan": plan}, **common
+            model,
+            "mixed",
+            "energy",
+            0.42,
+            "J/sample",
+            method="estimated: codecarbon",
+            basis="estimated",
+            details={"plan": plan},
+            **common,
         ),
     ]
 

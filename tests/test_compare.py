@@ -157,16 +157,16 @@ def test_unlike_records_are_not_compared(change, why):
 
 
 def test_estimated_energy_is_shown_but_never_gates():
-    a = single("energy", 1.0, "J/sample", method="estimated: codecarbon", details={"gated": False})
-    b = single("energy", 2.0, "J/sample", method="estimated: codecarbon", details={"gated": False})
+    a = single("energy", 1.0, "J/sample", method="estimated: codecarbon", basis="estimated")
+    b = single("energy", 2.0, "J/sample", method="estimated: codecarbon", basis="estimated")
     [row] = compare_runs(run("A", [a]), run("B", [b]), parse_fail_on("energy:+10%")).rows
     assert row.verdict == "worse" and row.change_pct == pytest.approx(100.0)
     assert not row.failed and not row.gated and "never gated" in row.basis
 
 
 def test_measured_energy_gates():
-    a = single("energy", 1.0, "J/sample", method="measured: nvml", details={"gated": True})
-    b = single("energy", 1.2, "J/sample", method="measured: nvml", details={"gated": True})
+    a = single("energy", 1.0, "J/sample", method="measured: nvml", basis="measured")
+    b = single("energy", 1.2, "J/sample", method="measured: nvml", basis="measured")
     [row] = compare_runs(run("A", [a]), run("B", [b]), parse_fail_on("energy:+10%")).rows
     assert row.failed and "single value" in row.basis
 

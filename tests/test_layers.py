@@ -11,6 +11,7 @@ from scipy import stats
 from energybench.layers import ablation, correlate
 from energybench.layers import plan as mixed
 from energybench.layers import units as layers
+from energybench.layers.rows import Candidate, LayerTable
 from energybench.models.precision import count_quantized, linears_under
 
 CPU = torch.device("cpu")
@@ -91,21 +92,22 @@ def test_layer_times_add_up_and_energy_is_apportioned_by_share(tiny_distilbert):
     prof = layers.profile(tiny_distilbert, forward(tiny_distilbert, batch), CPU, passes=5, model_units=found)
     flops, total = layers.flops_per_unit(tiny_distilbert, forward(tiny_distilbert, batch), found)
     table = layers.table(prof, found, flops, total, items_per_pass=16, energy_per_item_j=2.0)
-    check = table["sum_check"]
-    assert check["ratio"] == pytest.approx(check["layers_s"] / check["end_to_end_s"])
+    check = table.sum_check
+    assert check.ratio == pytest.approx(check.layers_s / check.end_to_end_s)
     # the ratio itself is a measured figure (tools/layer_profile_check.py prints it); a unit test only
     # checks that the verdict follows it and that the units cover most of the pass
-    assert check["within_10pct"] == (abs(check["ratio"] - 1.0) <= 0.10) and 0.5 < check["ratio"] <= 1.05, check
-    assert sum(t["share"] for t in table["per_type"]) == pytest.approx(1.0)
-    assert sum(t["energy_j_per_sample"] for t in table["per_type"]) == pytest.approx(2.0)
-    assert all(r["energy_j_per_sample"] == pytest.approx(2.0 * r["share"]) for r in table["per_layer"])
-    ffn = next(t for t in table["per_type"] if t["layer_type"] == "ffn")
-    assert ffn["flops_per_sample"] == pytest.approx(2 * 2 * (2 * 64 * 32 * 64) / 16 * 16)  # 2 blocks x 2 linears
-    assert table["per_type"][-1]["layer_type"] == "unattributed"
+    assert check.within_10pct == (abs(check.ratio - 1.0) <= 0.10) and 0.5 < check.ratio <= 1.05, check
+    assert sum(t.share for t in table.per_type) == pytest.approx(1.0)
+    assert sum(t.energy_j_per_sample for t in table.per_type) == pytest.approx(2.0)
+    assert all(r.energy_j_per_sample == pytest.approx(2.0 * r.share) for r in table.per_layer)
+    ffn = next(t for t in table.per_type if t.layer_type == "ffn")
+    assert ffn.flops_per_sample == pytest.approx(2 * 2 * (2 * 64 * 32 * 64) / 16 * 16)  # 2 blocks x 2 linears
+    assert table.per_type[-1].layer_type == "unattributed"
     no_meter = layers.table(prof, found, flops, total, 16, None)
-    assert all(r["energy_j_per_sample"] is None and r["time_s_per_sample"] > 0 for r in no_meter["per_layer"])
+    assert all(r.energy_j_per_sample is None and r.time_s_per_sample > 0 for r in no_meter.per_layer)
     overhead = layers.hook_overhead(prof, 16)
-    assert overhead["overhead_pct"] == pytest.approx((overhead["with_hooks_s"] / overhead["without_hooks_s"] - 1) * 100)
+    assert overhead.overhead_pct == pytest.approx((overhead.with_hooks_s / overhead.without_hooks_s - 1) * 100)
+    assert LayerTable.from_dict(table.to_dict()) == table  # what a record saves reads back the same
 
 
 def test_ablation_changes_outputs_and_uses_skip_where_possible(tiny_distilbert, word_tokenizer):
@@ -120,9 +122,9 @@ def test_ablation_changes_outputs_and_uses_skip_where_possible(tiny_distilbert, 
     assert found["distilbert.transformer.layer.0.sa_layer_norm"].ablation == "identity"
     assert found["classifier"].ablation == "zero-output"
     row = ablation.layer_impact(tiny_distilbert, attention, ev, reference, CPU)
-    assert row["kl_mean"] > 0 and row["kl_ci95"][0] <= row["kl_mean"] <= row["kl_ci95"][1]
+    assert row.kl_mean > 0 and row.kl_ci95_lo <= row.kl_mean <= row.kl_ci95_hi
     identity = ablation.layer_impact(tiny_distilbert, found["dropout"], ev, reference, CPU)  # eval dropout = identity
-    assert identity["kl_mean"] == 0.0 and identity["quality_delta"] == 0.0
+    assert identity.kl_mean == 0.0 and identity.quality_delta == 0.0
     assert not any(m._forward_hooks for m in tiny_distilbert.modules())
 
 
@@ -132,7 +134,7 @@ def test_ablation_of_gpt2_blocks_and_missing_type(tiny_gpt2):
     found = layers.units(tiny_gpt2)
     mlp = next(u for u in found if u.name == "transformer.h.0.mlp")
     row = ablation.layer_impact(tiny_gpt2, mlp, ev, reference, CPU)
-    assert row["ablation"] == "skip-residual" and row["kl_mean"] > 0 and row["quality_delta"] != 0
+    assert row.ablation == "skip-residual" and row.kl_mean > 0 and row.quality_delta != 0
     assert ev.samples == 6
     with pytest.raises(ValueError, match="no 'classifier' layers; its layer types are embeddings"):
         ablation.require_type(found, "classifier")
@@ -156,23 +158,23 @@ def test_correlations_match_scipy_on_known_data():
     x = list(np.arange(12.0))
     y = list(np.arange(12.0) * 0.5 + rng.normal(0, 2, 12))
     result = correlate.correlation(x, y)
-    assert result["pearson_r"] == pytest.approx(stats.pearsonr(x, y).statistic)
-    assert result["pearson_p"] == pytest.approx(stats.pearsonr(x, y).pvalue)
-    assert result["spearman_rho"] == pytest.approx(stats.spearmanr(x, y).statistic)
-    assert result["spearman_p"] == pytest.approx(stats.spearmanr(x, y).pvalue)
-    low, high = result["spearman_ci95"]
-    assert low < result["spearman_rho"] < high and -1 <= low and high <= 1
-    assert correlate.correlation([1, 2], [3, 4])["reason"].startswith("2 pairs")
-    assert "constant" in correlate.correlation([1, 1, 1], [1, 2, 3])["reason"]
+    assert result.pearson_r == pytest.approx(stats.pearsonr(x, y).statistic)
+    assert result.pearson_p == pytest.approx(stats.pearsonr(x, y).pvalue)
+    assert result.spearman_rho == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert result.spearman_p == pytest.approx(stats.spearmanr(x, y).pvalue)
+    low, high = result.spearman_ci95_lo, result.spearman_ci95_hi
+    assert low < result.spearman_rho < high and -1 <= low and high <= 1
+    assert correlate.correlation([1, 2], [3, 4]).reason.startswith("2 pairs")
+    assert "constant" in correlate.correlation([1, 1, 1], [1, 2, 3]).reason
 
 
 def candidates():
     return [  # fp32 energy, int8 energy, int8 accuracy delta (pp)
-        {"layer": "a", "energy_j_per_sample": 10.0, "int8_energy_j_per_sample": 6.0, "int8_delta": -0.4},
-        {"layer": "b", "energy_j_per_sample": 8.0, "int8_energy_j_per_sample": 5.0, "int8_delta": -0.2},
-        {"layer": "c", "energy_j_per_sample": 5.0, "int8_energy_j_per_sample": 4.0, "int8_delta": -0.9},
-        {"layer": "d", "energy_j_per_sample": 1.0, "int8_energy_j_per_sample": 1.5, "int8_delta": 0.0},
-        {"layer": "e", "energy_j_per_sample": 1.0, "int8_energy_j_per_sample": None, "int8_delta": None},
+        Candidate("a", 10.0, 6.0, -0.4),
+        Candidate("b", 8.0, 5.0, -0.2),
+        Candidate("c", 5.0, 4.0, -0.9),
+        Candidate("d", 1.0, 1.5, 0.0),
+        Candidate("e", 1.0, None, None),
     ]
 
 
@@ -180,13 +182,13 @@ def candidates():
 def test_plan_respects_its_budget(budget):
     result = mixed.plan(candidates(), budget, "sequence-classification", total_energy_j=25.0)
     losses = {"a": 0.4, "b": 0.2, "c": 0.9}
-    assert sum(losses[n] for n in result["quantize"]) <= budget + 1e-9
-    assert "d" not in result["quantize"] and "e" not in result["quantize"]  # no saving / not convertible
-    assert result["predicted_loss"] == pytest.approx(sum(losses[n] for n in result["quantize"]))
+    assert sum(losses[n] for n in result.quantize) <= budget + 1e-9
+    assert "d" not in result.quantize and "e" not in result.quantize  # no saving / not convertible
+    assert result.predicted_loss == pytest.approx(sum(losses[n] for n in result.quantize))
     if budget >= 0.6:
-        assert {"a", "b"} <= set(result["quantize"])
+        assert {"a", "b"} <= set(result.quantize)
     saved = {"a": 4.0, "b": 3.0, "c": 1.0}
-    assert result["predicted_energy_saving_pct"] == pytest.approx(sum(saved[n] for n in result["quantize"]) / 25 * 100)
+    assert result.predicted_energy_saving_pct == pytest.approx(sum(saved[n] for n in result.quantize) / 25 * 100)
 
 
 def test_plan_rejects_a_negative_budget():

@@ -77,11 +77,11 @@ def test_run_frame_has_one_row_per_record_with_run_identity_and_display_units(ru
 
 
 def test_layer_frame_puts_energy_and_impact_side_by_side(layers):
-    types = layers[layers.level == "type"].set_index("layer_type")
+    types = layers[layers.level == "per_type"].set_index("layer_type")
     assert types.loc["Linear", "energy_j_per_sample"] == pytest.approx(0.05)
     assert types.loc["Linear", "impact_score"] == pytest.approx(0.8)
     assert types.loc["Linear", "energy_basis"] == "apportioned (estimated)"
-    per_layer = layers[layers.level == "layer"]
+    per_layer = layers[layers.level == "per_layer"]
     assert len(per_layer) == 6 and per_layer["spearman_rho"].iloc[0] == pytest.approx(0.89)
 
 

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from energybench.layers.rows import ImpactStudy, LayerTable
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,21 +66,23 @@ def main() -> None:
 def show(record: dict) -> None:
     d, head = record["details"], f"{record['model']} {record['precision']} {record['metric']}:"
     if record["metric"] == "layer-energy":
-        check, over = d["sum_check"], d["hook_overhead"]
+        table = LayerTable.from_dict(d)
+        check, over = table.sum_check, table.hook_overhead
         print(
             head,
-            f"value {record['value']} {record['unit']} ({d['meter'].get('method')}); sum ratio "
-            f"{check['ratio']:.3f} within10 {check['within_10pct']}; hook overhead {over['overhead_pct']:+.1f} % "
-            f"at batch {over['batch_size']}",
+            f"value {record['value']} {record['unit']} ({table.meter.basis}); sum ratio "
+            f"{check.ratio:.3f} within10 {check.within_10pct}; hook overhead {over.overhead_pct:+.1f} % "
+            f"at batch {over.batch_size}",
         )
-        print("   shares:", ", ".join(f"{t['layer_type']} {t['share']:.1%}" for t in d["per_type"]))
+        print("   shares:", ", ".join(f"{t.layer_type} {t.share:.1%}" for t in table.per_type))
     elif record["metric"] == "impact":
-        for level, c in d["correlation"].items():
+        study = ImpactStudy.from_dict(d)
+        for level, c in study.correlation.items():
             print(
                 head,
                 level,
-                f"n={c['n']} pearson {c['pearson_r']} (p {c['pearson_p']}, CI {c['pearson_ci95']}) "
-                f"spearman {c['spearman_rho']} (p {c['spearman_p']}, CI {c['spearman_ci95']})",
+                f"n={c.n} pearson {c.pearson_r} (p {c.pearson_p}, CI {c.pearson_ci95_lo}..{c.pearson_ci95_hi}) "
+                f"spearman {c.spearman_rho} (p {c.spearman_p}, CI {c.spearman_ci95_lo}..{c.spearman_ci95_hi})",
             )
         print("   plan:", json.dumps(d["plan"]))
     elif "predicted_quality_delta" in d:

@@ -9,11 +9,19 @@ from functools import cached_property
 from typing import Any
 
 import pytest
+import torch
 
+from energybench import data
+from energybench.catalog import GATED_BASES
 from energybench.harness.options import Settings
 from energybench.harness.session import BenchSession, Case
+from energybench.layers import ablation, study
+from energybench.layers.rows import ImpactStudy, Plan
+from energybench.layers.units import LayerMappingError
+from energybench.measure import energy, workloads
 from energybench.measure.quality import eval_text, max_positions
-from energybench.models.precision import Prepared
+from energybench.measure.workloads import serialized_size
+from energybench.models.precision import PrecisionUnsupported, Prepared
 from energybench.results.schema import Budget, Record, TimingStats
 
 
@@ -27,8 +35,6 @@ class Bench:
 
     @cached_property
     def prepared(self) -> Prepared:
-        from energybench.models.precision import PrecisionUnsupported
-
         try:
             return self.session.prepared(
                 self.case.model, self.case.precision, self.builder(), backend=self.case.backend
@@ -39,7 +45,7 @@ class Bench:
     @property
     def label(self) -> str:
         """The precision as run by this case's backend: ``int8``, ``onnxruntime-int8-static``."""
-        from energybench.catalog import variant
+        from energybench.catalog import variant  # deferred: heavy
 
         return variant(self.case.precision, self.case.backend)
 
@@ -57,15 +63,12 @@ class Bench:
         if self.case.precision != "mixed":
             return None
         if self.case.backend != "eager":
-            from energybench.models.precision import PrecisionUnsupported
-
             raise PrecisionUnsupported("mixed is built by the layer study's plan in eager PyTorch; use --backend eager")
-        from energybench.layers import study
 
         return lambda: study.prepare_mixed(self.session, self)
 
     @property
-    def device(self) -> Any:
+    def device(self) -> torch.device:
         return self.session.device
 
     @property
@@ -76,11 +79,8 @@ class Bench:
         model = (prepared or self.prepared).model
         return {"batch_size": batch_size, "seq_len": min(self.settings.seq_len, max_positions(model))}
 
-    def input_batch(self, batch_size: int, prepared: Prepared | None = None) -> dict[str, Any]:
+    def input_batch(self, batch_size: int, prepared: Prepared | None = None) -> dict[str, torch.Tensor]:
         """A fixed-shape batch of real tokens (random ids for shape-only models)."""
-        from energybench import data
-        from energybench.measure import workloads
-
         prepared = prepared or self.prepared
         shape = self.shape(batch_size, prepared)
         tokenizer = prepared.loaded.tokenizer
@@ -120,8 +120,6 @@ class Bench:
         On CUDA, CUDA events time the same calls on the device; their statistics land in
         ``self.event_timing`` for the record's details.
         """
-        from energybench.measure import workloads
-
         events: list[float] = []
         run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device, events)
         self.warm_compile(run)
@@ -177,9 +175,6 @@ class Bench:
         A throw-away copy runs first, so one-time costs (loading the source model, kernel and
         thread-pool initialisation) fall before the baseline rather than into the figure.
         """
-        from energybench.measure import workloads
-        from energybench.models.precision import PrecisionUnsupported
-
         self.session.release_prepared()
         batch_size = self.settings.batch_size
         try:
@@ -230,8 +225,6 @@ class Bench:
         }
 
     def record_size(self) -> Record:
-        from energybench.measure.workloads import serialized_size
-
         model = self.prepared.model
         if hasattr(model, "artifact_bytes"):
             return self.record(float(model.artifact_bytes), "bytes", "size of the .onnx file ONNX Runtime runs")
@@ -241,7 +234,7 @@ class Bench:
     def isolated_memory(self, prepared: Prepared, batch: dict[str, Any]) -> dict[str, Any]:
         """Peak RSS of a fresh spawned process that loads only the converted model and runs one
         forward pass, weights and activations apart (CPU); the reason where it cannot be measured."""
-        from energybench.measure import isolated
+        from energybench.measure import isolated  # deferred: heavy
 
         return isolated.measure(prepared.model, batch, self.device)
 
@@ -276,8 +269,6 @@ class Bench:
 
     def record_energy(self) -> Record:
         """Energy per item (sample, or token for GPT-2), average power and CO2, each with its method."""
-        from energybench.measure import energy, workloads
-
         meters = self.session.meter_set
         if meters is None or meters.primary() is None:
             absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
@@ -299,7 +290,6 @@ class Bench:
         details = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("readings", "idle")}
         details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
         details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
-        details["gated"] = result.method != "estimated"
         details.update(truth_check(result.readings[result.primary]))
         method = (
             f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
@@ -307,6 +297,7 @@ class Bench:
             f"idle baseline {self.settings.idle_s:.1f} s"
         )
         common = {
+            "basis": result.method,
             "shape": shape,
             "details": details,
             "reason": result.reason,
@@ -326,7 +317,7 @@ class Bench:
             pytest.fail(budget.message("energy", self.case.precision, result.per_item_j), pytrace=False)
         return record
 
-    def energy_budget(self, per_item_j: float | None, method: str) -> Budget | None:
+    def energy_budget(self, per_item_j: float | None, basis: str) -> Budget | None:
         """An optional "energy per item <= ratio x fp32" budget; never gated on estimated energy."""
         limit = self.settings.budget_for("energy", self.case.model, self.case.precision)
         if limit is None or per_item_j is None or (self.case.precision, self.case.backend) == ("fp32", "eager"):
@@ -343,7 +334,7 @@ class Bench:
         if baseline is None or baseline.value is None:
             return None
         ratio = per_item_j / baseline.value
-        gated = method != "estimated" and baseline.details.get("gated", False)
+        gated = basis in GATED_BASES and baseline.basis in GATED_BASES
         return Budget(
             "fp32",
             baseline.value,
@@ -385,8 +376,8 @@ class Bench:
 
     def with_paired_loss(self, budget: Budget, reference: dict[str, Any], value: float) -> Budget:
         """Accuracy: the paired difference on the same sentences (McNemar p, bootstrap CI of the loss)."""
-        from energybench.measure.quality import unpack_bits
-        from energybench.results.paired import paired_loss
+        from energybench.measure.quality import unpack_bits  # deferred: heavy
+        from energybench.results.paired import paired_loss  # deferred: heavy
 
         mine = self.session.quality(self.case.model, self.case.precision, self.case.metric).details
         if not (mine.get("correct_bits") and reference.get("correct_bits")) or mine["total"] != reference["total"]:
@@ -404,67 +395,59 @@ class Bench:
         """For ``mixed``: the plan's predicted quality delta next to the measured one vs fp32."""
         if self.case.precision != "mixed" or budget is None:
             return {}
-        plan = self.prepared.details["plan"]
+        plan = Plan.from_dict(self.prepared.details["plan"])
         sign = -1.0 if self.case.metric == "accuracy" else 1.0  # budget.loss is a loss; deltas keep their sign
         return {
-            "predicted_quality_delta": plan["predicted_quality_delta"],
+            "predicted_quality_delta": plan.predicted_quality_delta,
             "measured_quality_delta": sign * budget.loss,
         }
 
     def record_layer_energy(self) -> Record:
         """Per layer type and per unit: time, share, FLOPs and apportioned energy, with the checks."""
-        from energybench.layers import study
-        from energybench.layers import units as layers
-
         self.require_trained_weights()
         self.require_hooks()
         try:
-            table = study.layer_table(self, self.case.precision)
-        except layers.LayerMappingError as error:
+            profiled = study.layer_table(self, self.case.precision)
+        except LayerMappingError as error:
             self.skip(str(error))
-        meter = table["meter"]
+        table, window = profiled.table, profiled.table.meter
         unit = "J/token" if self.is_causal_lm else "J/sample"
         method = (
-            f"apportioned: {meter['method']} window energy ({meter['name']}) x hooked time share, "
-            f"{len(table['rounds_s'])} passes, {table['timer']}; not a per-layer reading"
+            f"apportioned: {window.basis} window energy ({window.name}) x hooked time share, "
+            f"{len(profiled.rounds_s)} passes, {table.timer}; not a per-layer reading"
         )
-        details = {k: table[k] for k in ("per_type", "per_layer", "sum_check", "hook_overhead", "timer")}
-        details["meter"] = meter
         return self.record(
-            meter["energy_j_per_sample"],
+            window.energy_j_per_sample,
             unit,
             method,
-            reason=meter.get("reason"),
-            timing=TimingStats.from_rounds(table["rounds_s"]),
+            basis="apportioned",
+            reason=window.reason,
+            timing=TimingStats.from_rounds(profiled.rounds_s),
             shape=self.shape(self.settings.batch_size),
-            details=details,
+            details=table.to_dict(),
         )
 
     def record_impact(self) -> Record:
         """Per unit: ablation KL and quality delta, int8/fp16 sensitivity, energy; correlations; plan."""
-        from energybench.layers import ablation, study
-        from energybench.layers import units as layers
-
         self.require_trained_weights()
         self.require_hooks()
         try:
             rows = study.impact_rows(self)
-        except layers.LayerMappingError as error:
+        except LayerMappingError as error:
             self.skip(str(error))
         types = study.per_type(rows)
         correlation = study.correlations(rows, types)
-        plan = study.mixed_plan(self) if self.device.type == "cpu" else None
-        rho = correlation["per_layer"]["spearman_rho"]
-        details = {
-            "samples": study.evalset(self).samples,
-            "impact_score": ablation.IMPACT_SCORE,
-            "per_layer": rows,
-            "per_type": types,
-            "correlation": correlation,
-            "plan": plan,
-        }
-        method = f"Spearman rho of per-unit {correlation['per_layer']['x']} vs impact score ({ablation.IMPACT_SCORE})"
-        return self.record(rho, "rho", method, reason=correlation["per_layer"].get("reason"), details=details)
+        found = ImpactStudy(
+            samples=study.evalset(self).samples,
+            impact_score=ablation.IMPACT_SCORE,
+            per_layer=rows,
+            per_type=types,
+            correlation=correlation,
+            plan=study.mixed_plan(self) if self.device.type == "cpu" else None,
+        )
+        per_layer = correlation["per_layer"]
+        method = f"Spearman rho of per-unit {per_layer.x} vs impact score ({ablation.IMPACT_SCORE})"
+        return self.record(per_layer.spearman_rho, "rho", method, reason=per_layer.reason, details=found.to_dict())
 
 
 def truth_check(reading: Any) -> dict[str, Any]:

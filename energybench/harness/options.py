@@ -332,9 +332,9 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
 def gate_settings(raw: dict[str, Any], reports: Path) -> dict[str, Any]:
     """--compare / --fail-on / --save-baseline, checked before anything runs (the reference is
     resolved now, so ``latest`` means the newest run before this session)."""
-    from energybench.results.compare import CompareError, parse_fail_on
-    from energybench.results.schema import SchemaError
-    from energybench.results.store import RunNotFound, check_baseline_name, load_run, resolve_ref
+    from energybench.results.compare import CompareError, parse_fail_on  # deferred: heavy
+    from energybench.results.schema import SchemaError  # deferred: heavy
+    from energybench.results.store import RunNotFound, check_baseline_name, load_run, resolve_ref  # deferred: heavy
 
     ref, fail_on, baseline = raw.get("compare"), raw.get("fail_on"), raw.get("save_baseline")
     try:

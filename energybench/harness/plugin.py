@@ -5,16 +5,24 @@ Nothing heavy is imported at module level, so ``pytest --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from energybench.catalog import METERED_METRICS, OPTIONS
+from energybench.catalog import METERED_METRICS, OPTIONS, Option
 from energybench.catalog import SELECTABLE_METRICS as METRICS
-from energybench.harness.options import SettingsError
+from energybench.harness import xdist as scaleout
+from energybench.harness.options import Settings, SettingsError, parse
+from energybench.progress import TerminalProgress
 
-SESSION_KEY = pytest.StashKey["Any"]()
+if TYPE_CHECKING:  # heavy (torch): imported where used
+    from energybench.harness.fixture import Bench
+    from energybench.harness.session import BenchSession, Case
+
+SESSION_KEY = pytest.StashKey["BenchSession"]()
 GPUS_KEY = pytest.StashKey[list]()
 COLLECTION_ERRORS_KEY = pytest.StashKey[int]()
 
@@ -36,7 +44,7 @@ def raw_options(config: pytest.Config) -> dict[str, Any]:
     return {o.dest: option_value(config, o) for o in OPTIONS}
 
 
-def option_value(config: pytest.Config, option: Any) -> Any:
+def option_value(config: pytest.Config, option: Option) -> Any:
     value = config.getoption(option.ini) or config.getini(option.ini)
     return bool(value) if option.kind == "flag" else value or None
 
@@ -44,7 +52,6 @@ def option_value(config: pytest.Config, option: Any) -> Any:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "energybench(metric): an energybench benchmark of one metric")
-    from energybench.harness.options import parse
 
     try:
         settings = parse(raw_options(config), config.rootpath)
@@ -54,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         configure_scaleout(config, settings)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
-    from energybench.harness.session import BenchSession
+    from energybench.harness.session import BenchSession  # deferred: heavy
 
     config.stash[SESSION_KEY] = BenchSession(settings, config.rootpath, progress=progress_printer(config))
 
@@ -67,12 +74,11 @@ def xdist_worker_count(config: pytest.Config) -> int:
     return int(config.getoption("numprocesses", 0) or 0)
 
 
-def configure_scaleout(config: pytest.Config, settings: Any) -> None:
+def configure_scaleout(config: pytest.Config, settings: Settings) -> None:
     """pytest-xdist: check the worker count on the controller, pin each worker to its own GPU."""
     count = xdist_worker_count(config)
     if count == 0:
         return
-    from energybench.harness import xdist as scaleout
 
     if hasattr(config, "workerinput"):
         gpus = config.workerinput.get("energybench_gpus", [])
@@ -102,25 +108,22 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         bench_session(node.config).merge_worker(output)
 
 
-def progress_printer(config: pytest.Config) -> Any:
+def progress_printer(config: pytest.Config) -> TerminalProgress:
     """Lines (always) and bars (in a terminal, not in CI) that reach the terminal mid-test."""
-    import contextlib
-
-    from energybench.progress import TerminalProgress
 
     def write(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"energybench: {message}")
 
-    def uncaptured() -> Any:
+    def uncaptured() -> AbstractContextManager[object]:
         capture = config.pluginmanager.get_plugin("capturemanager")
         return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
 
     return TerminalProgress(write, uncaptured)
 
 
-def bench_session(config: pytest.Config) -> Any:
+def bench_session(config: pytest.Config) -> BenchSession:
     return config.stash[SESSION_KEY]
 
 
@@ -170,7 +173,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:] = sorted(selected, key=key)
 
 
-def case_of(item: pytest.Item) -> Any:
+def case_of(item: pytest.Item) -> Case | None:
     callspec = getattr(item, "callspec", None)
     case = callspec.params.get("eb_case") if callspec else None
     return case if hasattr(case, "metric") else None  # an empty parameter set gives NOTSET
@@ -200,9 +203,9 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 
 
 @pytest.fixture
-def eb(request: pytest.FixtureRequest, eb_case: Any) -> Any:
+def eb(request: pytest.FixtureRequest, eb_case: Case) -> Bench:
     """The benchmark context of one model x precision x metric case."""
-    from energybench.harness.fixture import Bench
+    from energybench.harness.fixture import Bench  # deferred: heavy
 
     return Bench(bench_session(request.config), eb_case, request.node.nodeid)
 
@@ -215,7 +218,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if case is None or item.nodeid in bench.recorded_tests or report.passed:
         return report
     if report.skipped or report.failed:
-        from energybench.results.schema import Record
+        from energybench.results.schema import Record  # deferred: heavy
 
         status = "skipped" if report.skipped else "error"
         reason = skip_reason(report) if report.skipped else failure_line(call)
@@ -261,7 +264,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     bench.finish(partial_reason(session, bench))
     bench.write_report()
     if bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
-        from energybench.results.compare import REGRESSION_EXIT_STATUS
+        from energybench.results.compare import REGRESSION_EXIT_STATUS  # deferred: heavy
 
         session.exitstatus = REGRESSION_EXIT_STATUS
 
@@ -281,7 +284,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     bench = config.stash.get(SESSION_KEY, None)
     if bench is None or not bench.records:
         return
-    from energybench.results.summary import summary_table
+    from energybench.results.summary import summary_table  # deferred: heavy
 
     terminalreporter.section("energybench summary")
     for line in summary_table(bench.records):
@@ -300,7 +303,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def write_comparison(terminalreporter: Any, comparison: Any, reference: str) -> None:
-    from energybench.results.compare import REGRESSION_EXIT_STATUS, render
+    from energybench.results.compare import REGRESSION_EXIT_STATUS, render  # deferred: heavy
 
     terminalreporter.section(f"energybench comparison with {reference}")
     for line in render(comparison, "table").splitlines():

@@ -7,16 +7,38 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import gc
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from energybench.catalog import DEFAULT_BACKEND, METRICS, TIMED_METRICS, variant
 from energybench.harness.options import Settings, SettingsError
+from energybench.measure.meters import Meter, MeterUnavailable, Reading
+from energybench.measure.meters.selection import MeterSet, open_meters
+from energybench.measure.quality import Quality, quality
 from energybench.models.precision import Prepared
-from energybench.models.registry import REGISTRY, LoadedModel, ModelSource, ModelSourceError, resolve, resolve_path
+from energybench.models.registry import (
+    REGISTRY,
+    LoadedModel,
+    ModelSource,
+    ModelSourceError,
+    load,
+    resolve,
+    resolve_path,
+    task_of_checkpoint,
+)
+from energybench.progress import Prefixed
+from energybench.results.compare import Comparison, compare_runs, parse_fail_on, render
+from energybench.results.environment import commit_info, machine_info
 from energybench.results.schema import Record, Run
+from energybench.results.store import load_run, load_runs, new_run_id, save_baseline, save_run, write_file
 from energybench.version import __version__
 
 
@@ -52,14 +74,14 @@ class BenchSession:
         self.recorded_tests: set[str] = set()
         self.saved_path: Path | None = None
         self.report_note: str | None = None  # where --report wrote the report, or why it did not
-        self.device: Any = None
+        self.device: torch.device | None = None
         self._loaded: dict[str, LoadedModel] = {}
         self._prepared: tuple[tuple[str, str, str], Prepared] | None = None
-        self._quality: dict[tuple[str, str, str, str], Any] = {}
+        self._quality: dict[tuple[str, str, str, str], Quality] = {}
         self._backends: dict[str, Any] = {}  # name -> energybench.models.backends.Backend, made when first used
-        self.meter_set: Any = None  # energybench.measure.meters.selection.MeterSet, opened when energy is measured
-        self._idle: dict[str, Any] = {}
-        self.comparison: Any = None  # energybench.results.compare.Comparison, when --compare was given
+        self.meter_set: MeterSet | None = None  # opened when energy is measured
+        self._idle: dict[str, Reading] = {}
+        self.comparison: Comparison | None = None  # when --compare was given
         self.baseline_path: Path | None = None
         self.partial_reason: str | None = None  # set when the session was interrupted or stopped early
         self.notes: list[str] = []  # lines for the summary (e.g. why no baseline was saved)
@@ -82,9 +104,6 @@ class BenchSession:
             self.open_meters()
 
     def open_meters(self) -> None:
-        from energybench.measure.meters import MeterUnavailable
-        from energybench.measure.meters.selection import open_meters
-
         try:
             self.meter_set = open_meters(
                 self.settings.meters,
@@ -97,10 +116,8 @@ class BenchSession:
         except MeterUnavailable as error:
             raise SettingsError(str(error)) from error
 
-    def idle_reading(self, meter: Any) -> Any:
+    def idle_reading(self, meter: Meter) -> Reading:
         """The meter's reading over ``idle_s`` seconds of doing nothing, once per session."""
-        import time
-
         if meter.name not in self._idle:
             meter.start()
             time.sleep(max(self.settings.idle_s, meter.update_period_s * 2))
@@ -139,7 +156,7 @@ class BenchSession:
     def backend(self, name: str) -> Any:
         """This session's instance of backend ``name`` (it keeps the exported files of the session)."""
         if name not in self._backends:
-            from energybench.models.backends import backend
+            from energybench.models.backends import backend  # deferred: heavy
 
             self._backends[name] = backend(name)
         return self._backends[name]
@@ -147,8 +164,6 @@ class BenchSession:
     # -- models ---------------------------------------------------------------------------
     def loaded(self, model: str) -> LoadedModel:
         if model not in self._loaded:
-            from energybench.models.registry import load
-
             self._loaded[model] = load(self.sources[model], progress=self.progress)
         return self._loaded[model]
 
@@ -181,20 +196,15 @@ class BenchSession:
         self._prepared = None
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
-            import torch
-
             torch.cuda.empty_cache()
 
     # -- quality and baselines ------------------------------------------------------------
     def quality(
         self, model: str, precision: str, metric: str, prepared: Prepared | None = None, backend: str = DEFAULT_BACKEND
-    ) -> Any:
+    ) -> Quality:
         """Accuracy or perplexity for (model, precision, backend), computed once per session."""
         key = (model, precision, metric, backend)
         if key not in self._quality:
-            from energybench.measure.quality import quality
-            from energybench.progress import Prefixed
-
             progress = Prefixed(self.progress, f"{model} {variant(precision, backend)}") if self.progress else None
             prepared = prepared or self.prepared(model, precision, backend=backend)
             self._quality[key] = quality(prepared, metric, self.settings, progress)
@@ -211,8 +221,6 @@ class BenchSession:
         return record
 
     def build_run(self, run_id: str) -> Run:
-        from energybench.results.environment import commit_info, machine_info
-
         models = self.models_summary()
         machine, meters = machine_info(str(self.device or "cpu")), self.meters_summary()
         if self.workers:  # measured by xdist workers: their machine view (GPU, pinning) is the one that counts
@@ -259,8 +267,6 @@ class BenchSession:
 
         A partial session (``partial_reason``: interrupted, stopped early, collection errors) is
         saved marked as partial and never promoted to a baseline."""
-        from energybench.results.store import new_run_id, save_baseline, save_run
-
         self.partial_reason = partial_reason
         if not self.records:
             return
@@ -278,10 +284,7 @@ class BenchSession:
         if self.settings.compare_path:
             self.comparison = self.compare_with(run)
 
-    def compare_with(self, run: Run) -> Any:
-        from energybench.results.compare import compare_runs, parse_fail_on, render
-        from energybench.results.store import load_run, load_runs, write_file
-
+    def compare_with(self, run: Run) -> Comparison:
         history, _ = load_runs(self.settings.reports_dir)  # the drift band: earlier runs of the same machine
         limits = parse_fail_on(self.settings.fail_on)
         comparison = compare_runs(load_run(self.settings.compare_path), run, limits, history)
@@ -292,10 +295,6 @@ class BenchSession:
 
     # -- pytest-xdist: workers measure, the controller saves one run --------------------------
     def worker_output(self, worker_id: str) -> dict[str, Any]:
-        import json
-
-        from energybench.results.environment import machine_info
-
         output = {
             "worker": worker_id,
             "records": [r.to_dict() for r in self.records],
@@ -322,9 +321,6 @@ class BenchSession:
 def render_report(run: Path, compare: Path | None) -> str:
     """Draw the report in a child process (``energybench report``): the report stage stays out of
     the harness, and matplotlib's memory out of the benchmark process. Returns the line to show."""
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "energybench.cli", "report", str(run)]
     command += ["--compare", str(compare)] if compare else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -337,17 +333,13 @@ def render_report(run: Path, compare: Path | None) -> str:
 
 def checkpoint_task(path: Path | None) -> str | None:
     """Best-effort task of a checkpoint folder at collection time; activate() reports any problem."""
-    from energybench.models.registry import task_of_checkpoint
-
     try:
         return task_of_checkpoint(Path(path)) if path else None
     except (OSError, ValueError):
         return None
 
 
-def resolve_device(requested: str) -> Any:
-    import torch
-
+def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():

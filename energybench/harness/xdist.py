@@ -60,7 +60,7 @@ def check_cpu_energy(worker_count: int, metrics: tuple[str, ...], gpus: list[str
 def count_gpus_without_cuda_init() -> int:
     """GPU count from NVML, so the controller never initialises CUDA (0 when there is no NVIDIA driver)."""
     try:
-        import pynvml
+        import pynvml  # deferred: optional
 
         pynvml.nvmlInit()
         try:

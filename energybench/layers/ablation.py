@@ -19,7 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.layers.rows import ImpactRow
 from energybench.layers.units import Unit
+from energybench.measure.quality import encode_unpadded, label_order, pad_batch
+from energybench.models.precision import conv1d_to_linear, count_quantized, linears_under, quantize_dynamic
 
 IMPACT_SCORE = "mean KL(P_reference || P_ablated) in nats per sentence (classes) or per token (vocabulary)"
 
@@ -50,8 +53,6 @@ class Outputs:
 
 
 def classification_set(model: nn.Module, tokenizer: Any, examples: list[tuple[str, int]], batch_size: int) -> EvalSet:
-    from energybench.measure.quality import encode_unpadded, label_order, pad_batch
-
     items = encode_unpadded(tokenizer, [s for s, _ in examples], 512)
     order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
     to_output = {label: index for index, label in enumerate(label_order(model))}
@@ -91,12 +92,12 @@ def kl_per_sample(reference: Outputs, other: Outputs) -> torch.Tensor:
     return torch.cat(out).clamp_min(0.0)
 
 
-def mean_ci95(values: torch.Tensor) -> tuple[float, list[float]]:
+def mean_ci95(values: torch.Tensor) -> tuple[float, tuple[float, float]]:
     mean = float(values.mean())
     if values.numel() < 2:
-        return mean, [mean, mean]
+        return mean, (mean, mean)
     half = 1.96 * float(values.std()) / math.sqrt(values.numel())
-    return mean, [mean - half, mean + half]
+    return mean, (mean - half, mean + half)
 
 
 @contextmanager
@@ -122,24 +123,29 @@ def quality_delta(task: str, reference: float, other: float) -> float:
     return (other - reference) * 100.0 if task == "sequence-classification" else (other / reference - 1.0) * 100.0
 
 
-def layer_impact(model: nn.Module, unit: Unit, evalset: EvalSet, reference: Outputs, device: torch.device) -> dict:
+def layer_impact(model: nn.Module, unit: Unit, evalset: EvalSet, reference: Outputs, device: torch.device) -> ImpactRow:
+    """The unit's ablation: KL against the reference outputs and the quality delta (sensitivity and energy unset)."""
     with ablated(unit):
         result = outputs(model, evalset, device)
-    kl_mean, kl_ci = mean_ci95(kl_per_sample(reference, result))
+    kl_mean, (kl_lo, kl_hi) = mean_ci95(kl_per_sample(reference, result))
     ref_quality, ref_scores = reference.quality(evalset)
     quality, scores = result.quality(evalset)
-    row = {
-        "layer": unit.name,
-        "layer_type": unit.layer_type,
-        "ablation": unit.ablation,
-        "kl_mean": kl_mean,
-        "kl_ci95": kl_ci,
-        "quality_delta": quality_delta(evalset.task, ref_quality, quality),
-        "impact_score": kl_mean,
-    }
+    delta_ci: tuple[float | None, float | None] = (None, None)
     if evalset.task == "sequence-classification":  # paired per-sentence differences: the subset's CI
-        row["quality_delta_ci95"] = [v * 100.0 for v in mean_ci95(scores - ref_scores)[1]]
-    return row
+        low, high = mean_ci95(scores - ref_scores)[1]
+        delta_ci = (low * 100.0, high * 100.0)
+    return ImpactRow(
+        layer=unit.name,
+        layer_type=unit.layer_type,
+        ablation=unit.ablation,
+        kl_mean=kl_mean,
+        kl_ci95_lo=kl_lo,
+        kl_ci95_hi=kl_hi,
+        quality_delta=quality_delta(evalset.task, ref_quality, quality),
+        impact_score=kl_mean,
+        quality_delta_ci95_lo=delta_ci[0],
+        quality_delta_ci95_hi=delta_ci[1],
+    )
 
 
 class Fp16Unit(nn.Module):
@@ -165,8 +171,6 @@ def cast(value: Any, dtype: torch.dtype) -> Any:
 
 def with_unit_at(model: nn.Module, name: str, precision: str) -> nn.Module | None:
     """A copy of the fp32 ``model`` with only ``name`` at int8 or fp16; None if int8 has nothing to quantize."""
-    from energybench.models.precision import conv1d_to_linear, count_quantized, linears_under, quantize_dynamic
-
     copied = copy.deepcopy(model)
     if precision == "int8":
         conv1d_to_linear(copied)

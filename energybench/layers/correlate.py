@@ -2,52 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 
+from energybench.layers.rows import Correlation
+
 BOOTSTRAP_RESAMPLES = 999
+Statistic = Callable[[np.ndarray, np.ndarray], float]
 
 
-def correlation(x: list[float], y: list[float], seed: int = 0) -> dict[str, Any]:
-    """{"n", "pearson_r", "pearson_p", "pearson_ci95", "spearman_rho", "spearman_p", "spearman_ci95"}.
+def correlation(x: list[float | None], y: list[float | None], seed: int = 0) -> Correlation:
+    """Pearson and Spearman of the pairs where both values exist, with p-values and bootstrap CIs.
 
-    Values are None with a "reason" when fewer than 3 pairs or a constant column make them undefined.
+    Values are None with a ``reason`` when fewer than 3 pairs or a constant column make them undefined.
     """
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None]
-    out: dict[str, Any] = {
-        "n": len(pairs),
-        "pearson_r": None,
-        "pearson_p": None,
-        "pearson_ci95": None,
-        "spearman_rho": None,
-        "spearman_p": None,
-        "spearman_ci95": None,
-    }
     xs, ys = np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
     if len(pairs) < 3:
-        return {**out, "reason": f"{len(pairs)} pairs; a correlation needs at least 3"}
+        return Correlation(n=len(pairs), reason=f"{len(pairs)} pairs; a correlation needs at least 3")
     if np.ptp(xs) == 0 or np.ptp(ys) == 0:
-        return {**out, "reason": "one of the two columns is constant; correlation undefined"}
+        return Correlation(n=len(pairs), reason="one of the two columns is constant; correlation undefined")
     pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
-    out.update(
+    pearson_lo, pearson_hi = bootstrap_ci(xs, ys, lambda a, b: stats.pearsonr(a, b).statistic, seed)
+    spearman_lo, spearman_hi = bootstrap_ci(xs, ys, lambda a, b: stats.spearmanr(a, b).statistic, seed)
+    return Correlation(
+        n=len(pairs),
         pearson_r=float(pearson.statistic),
         pearson_p=float(pearson.pvalue),
+        pearson_ci95_lo=pearson_lo,
+        pearson_ci95_hi=pearson_hi,
         spearman_rho=float(spearman.statistic),
         spearman_p=float(spearman.pvalue),
+        spearman_ci95_lo=spearman_lo,
+        spearman_ci95_hi=spearman_hi,
     )
-    out["pearson_ci95"] = bootstrap_ci(xs, ys, lambda a, b: stats.pearsonr(a, b).statistic, seed)
-    out["spearman_ci95"] = bootstrap_ci(xs, ys, lambda a, b: stats.spearmanr(a, b).statistic, seed)
-    return out
 
 
-def bootstrap_ci(xs: np.ndarray, ys: np.ndarray, statistic: Any, seed: int) -> list[float] | None:
-    """Paired percentile bootstrap; None when resamples are degenerate (too few distinct pairs)."""
-    import warnings
-
-    from scipy import stats
+def bootstrap_ci(xs: np.ndarray, ys: np.ndarray, statistic: Statistic, seed: int) -> tuple[float | None, float | None]:
+    """Paired percentile bootstrap; (None, None) when resamples are degenerate (too few distinct pairs)."""
+    from scipy import stats  # deferred: heavy
 
     def safe(a: np.ndarray, b: np.ndarray) -> float:
         return float(statistic(a, b)) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan
@@ -64,4 +61,4 @@ def bootstrap_ci(xs: np.ndarray, ys: np.ndarray, statistic: Any, seed: int) -> l
             random_state=np.random.default_rng(seed),
         )
     low, high = result.confidence_interval
-    return None if np.isnan(low) or np.isnan(high) else [float(low), float(high)]
+    return (None, None) if np.isnan(low) or np.isnan(high) else (float(low), float(high))

@@ -10,9 +10,11 @@ taken in order of saving per unit of loss while the summed loss stays within the
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from torch import nn
+
+from energybench.layers.rows import Candidate, Plan
+from energybench.models.precision import conv1d_to_linear, count_quantized, linears_under, quantize_dynamic
 
 PLAN_PRECISION = "int8"
 
@@ -23,42 +25,32 @@ def loss_of(task: str, delta: float) -> float:
     return max(loss, 0.0)
 
 
-def plan(candidates: list[dict[str, Any]], budget: float, task: str, total_energy_j: float | None) -> dict[str, Any]:
-    """candidates: {"layer", "energy_j_per_sample", "int8_energy_j_per_sample", "int8_delta"} per unit."""
+def plan(candidates: list[Candidate], budget: float, task: str, total_energy_j: float | None, proxy: str = "") -> Plan:
+    """Units to put at int8, greedy by saving per point of loss while the summed loss fits the budget."""
     if budget is None or budget < 0:
         raise ValueError(f"mixed plan: the accuracy-loss budget must be a number >= 0, got {budget!r}")
-    usable = [
-        c
-        for c in candidates
-        if c["int8_delta"] is not None
-        and c["energy_j_per_sample"] is not None
-        and c["int8_energy_j_per_sample"] is not None
-    ]
-    for c in usable:
-        c["saving_j"] = c["energy_j_per_sample"] - c["int8_energy_j_per_sample"]
-        c["loss"] = loss_of(task, c["int8_delta"])
+    usable = [c for c in candidates if c.usable]
+    loss = {c.layer: loss_of(task, c.int8_delta) for c in usable}  # type: ignore[arg-type]
     chosen, spent, saved, delta = [], 0.0, 0.0, 0.0
-    for c in sorted(usable, key=lambda c: c["saving_j"] / (c["loss"] + 1e-6), reverse=True):
-        if c["saving_j"] <= 0 or spent + c["loss"] > budget + 1e-9:
+    for c in sorted(usable, key=lambda c: c.saving_j / (loss[c.layer] + 1e-6), reverse=True):
+        if c.saving_j <= 0 or spent + loss[c.layer] > budget + 1e-9:
             continue
-        chosen.append(c["layer"])
-        spent, saved, delta = spent + c["loss"], saved + c["saving_j"], delta + c["int8_delta"]
-    saving_pct = saved / total_energy_j * 100.0 if total_energy_j else None
-    return {
-        "budget": budget,
-        "quantize": chosen,
-        "precision_of_quantized": PLAN_PRECISION,
-        "predicted_quality_delta": delta,
-        "predicted_loss": spent,
-        "predicted_energy_saving_pct": saving_pct,
-        "method": "greedy by predicted energy saving per point of int8 loss; losses assumed additive",
-    }
+        chosen.append(c.layer)
+        spent, saved, delta = spent + loss[c.layer], saved + c.saving_j, delta + c.int8_delta  # type: ignore[operator]
+    return Plan(
+        budget=budget,
+        quantize=chosen,
+        precision_of_quantized=PLAN_PRECISION,
+        predicted_quality_delta=delta,
+        predicted_loss=spent,
+        predicted_energy_saving_pct=saved / total_energy_j * 100.0 if total_energy_j else None,
+        method="greedy by predicted energy saving per point of int8 loss; losses assumed additive",
+        energy_proxy=proxy,
+    )
 
 
-def build(model: nn.Module, quantize: list[str]) -> tuple[nn.Module, dict[str, Any]]:
+def build(model: nn.Module, quantize: list[str]) -> tuple[nn.Module, dict[str, int]]:
     """A copy of the fp32 model with the planned units at dynamic int8, the rest fp32."""
-    from energybench.models.precision import conv1d_to_linear, count_quantized, linears_under, quantize_dynamic
-
     copied = copy.deepcopy(model).to("cpu").eval()
     converted = conv1d_to_linear(copied)
     targets = linears_under(copied, quantize)

@@ -19,8 +19,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from energybench.errors import UsageError
+from energybench.layers.rows import HookOverhead, LayerTable, SumCheck, TypeRow, UnitRow
+from energybench.measure.workloads import synchronize
 
 LAYER_TYPES = ("embeddings", "attention", "ffn", "layernorm", "classifier", "lm-head", "dropout")
 ABLATIONS = ("skip-residual", "identity", "zero-output")
@@ -225,8 +228,6 @@ def profile(
 
 
 def timed(run: Callable[[], None], device: torch.device) -> float:
-    from energybench.measure.workloads import synchronize
-
     synchronize(device)
     start = time.perf_counter()
     run()
@@ -235,8 +236,6 @@ def timed(run: Callable[[], None], device: torch.device) -> float:
 
 def flops_per_unit(model: nn.Module, run: Callable[[], None], model_units: list[Unit]) -> tuple[dict[str, int], int]:
     """FLOPs of one pass per unit and in total, from ``torch.utils.flop_counter.FlopCounterMode``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         run()
     counts = counter.get_flop_counts()
@@ -257,19 +256,19 @@ def table(
     total_flops: int,
     items_per_pass: int,
     energy_per_item_j: float | None,
-) -> dict[str, Any]:
-    """per_layer, per_type and sum_check rows (record spec); energy is the window's × time share."""
+) -> LayerTable:
+    """Per unit and per layer type rows and the sum check; energy is the window's × time share."""
     passes = len(prof.end_to_end_s)
     total_s = sum(prof.end_to_end_s)
     per_item = passes * items_per_pass
 
-    def row(seconds: float) -> dict[str, Any]:
+    def row(seconds: float) -> dict[str, float | None]:
         share = seconds / total_s
         energy = energy_per_item_j * share if energy_per_item_j is not None else None
         return {"time_s_per_sample": seconds / per_item, "share": share, "energy_j_per_sample": energy}
 
     per_layer = [
-        {"layer": u.name, "layer_type": u.layer_type, "calls": prof.calls[u.name], **row(prof.unit_s[u.name])}
+        UnitRow(layer=u.name, layer_type=u.layer_type, calls=prof.calls[u.name], **row(prof.unit_s[u.name]))
         for u in model_units
     ]
     layers_s = sum(prof.unit_s.values())
@@ -277,32 +276,32 @@ def table(
     for kind in dict.fromkeys(u.layer_type for u in model_units):
         names = [u.name for u in model_units if u.layer_type == kind]
         per_type.append(
-            {
-                "layer_type": kind,
-                "calls": sum(prof.calls[n] for n in names),
+            TypeRow(
+                layer_type=kind,
+                calls=sum(prof.calls[n] for n in names),
                 **row(sum(prof.unit_s[n] for n in names)),
-                "flops_per_sample": sum(flops[n] for n in names) / items_per_pass,
-            }
+                flops_per_sample=sum(flops[n] for n in names) / items_per_pass,
+            )
         )
     outside = max(total_s - layers_s, 0.0)
     per_type.append(
-        {
-            "layer_type": UNATTRIBUTED,
-            "calls": passes,
+        TypeRow(
+            layer_type=UNATTRIBUTED,
+            calls=passes,
             **row(outside),
-            "flops_per_sample": max(total_flops - sum(flops.values()), 0) / items_per_pass,
-        }
+            flops_per_sample=max(total_flops - sum(flops.values()), 0) / items_per_pass,
+        )
     )
     ratio = layers_s / total_s
-    sum_check = {"layers_s": layers_s, "end_to_end_s": total_s, "ratio": ratio, "within_10pct": abs(ratio - 1) <= 0.1}
-    return {"per_type": per_type, "per_layer": per_layer, "sum_check": sum_check, "timer": prof.timer}
+    sum_check = SumCheck(layers_s=layers_s, end_to_end_s=total_s, ratio=ratio, within_10pct=abs(ratio - 1) <= 0.1)
+    return LayerTable(per_layer=per_layer, per_type=per_type, timer=prof.timer, sum_check=sum_check)
 
 
-def hook_overhead(prof: Profile, batch_size: int) -> dict[str, Any]:
+def hook_overhead(prof: Profile, batch_size: int) -> HookOverhead:
     with_s, without_s = median(prof.end_to_end_s), median(prof.without_hooks_s)
-    return {
-        "with_hooks_s": with_s,
-        "without_hooks_s": without_s,
-        "overhead_pct": (with_s / without_s - 1.0) * 100.0,
-        "batch_size": batch_size,
-    }
+    return HookOverhead(
+        with_hooks_s=with_s,
+        without_hooks_s=without_s,
+        overhead_pct=(with_s / without_s - 1.0) * 100.0,
+        batch_size=batch_size,
+    )

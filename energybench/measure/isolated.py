@@ -12,9 +12,11 @@ earlier precisions, allocator reuse) cannot leak into the figure.
 from __future__ import annotations
 
 import gc
+import importlib
 import multiprocessing
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +98,6 @@ def child(kind: str, path: str, inputs: str, modules: list[str], threads: int, q
 
 
 def measure_here(kind: str, path: str, inputs: str, modules: list[str], threads: int) -> dict[str, Any]:
-    import importlib
-    import warnings
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(threads)
@@ -124,7 +124,7 @@ def measure_here(kind: str, path: str, inputs: str, modules: list[str], threads:
 
 def load(kind: str, path: str, batch: dict[str, torch.Tensor]) -> Any:
     if kind == "onnxruntime":
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred: optional
 
         options = ort.SessionOptions()
         options.log_severity_level = 3

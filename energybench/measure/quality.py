@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from energybench import data
 from energybench.models.precision import Prepared
 from energybench.models.quiet import quiet_transformers
 from energybench.progress import advance
@@ -40,13 +41,13 @@ class Accuracy:
 
 def pack_bits(correct: list[bool]) -> str:
     """Per-example correctness as hex of packed bits (872 SST-2 sentences -> 218 characters)."""
-    import numpy as np
+    import numpy as np  # deferred: heavy
 
     return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
 
 
 def unpack_bits(bits: str, total: int) -> list[bool]:
-    import numpy as np
+    import numpy as np  # deferred: heavy
 
     unpacked = np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:total]
     if unpacked.size != total:
@@ -196,8 +197,6 @@ class Quality:
 
 
 def eval_examples(prepared: Prepared, settings: QualitySettings) -> tuple[list[tuple[str, int]], Any]:
-    from energybench import data
-
     examples, file = data.sst2("validation")
     return examples[: settings.max_samples], file
 
@@ -205,8 +204,6 @@ def eval_examples(prepared: Prepared, settings: QualitySettings) -> tuple[list[t
 def eval_text(prepared: Prepared) -> tuple[str, Any]:
     """Published and local checkpoints: the raw WikiText-2 test text (HF guide). Embedded models
     were trained on ``<unk>``-tokenized WikiText-2, so they are scored on the tokenized test split."""
-    from energybench import data
-
     return data.wikitext2("test.tokens" if prepared.loaded.source.kind == "embedded" else "test.raw")
 
 
@@ -253,13 +250,11 @@ def perplexity_quality(prepared: Prepared, settings: QualitySettings, progress: 
 
 
 def tokenize_long_text(tokenizer: Any, text: str) -> Any:
-    import torch
-
     with quiet_transformers():  # "sequence longer than max length" is expected: it is windowed
         return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
 
 
-def max_positions(model: Any) -> int:
+def max_positions(model: nn.Module) -> int:
     config = model.config
     return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 512))
 

@@ -4,6 +4,8 @@ call, peak memory of that call, and the serialized size of a model.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import io
 import sys
@@ -89,7 +91,7 @@ def memory_baseline(device: torch.device) -> int:
     """Bytes in use now: allocated tensor memory on GPU, process RSS on CPU."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
-    import psutil
+    import psutil  # deferred: heavy
 
     gc.collect()
     release_freed_heap()
@@ -101,9 +103,6 @@ def release_freed_heap() -> None:
 
     Without it, a model copy reuses pages freed by the previous one and RSS does not move.
     """
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     if name and sys.platform.startswith("linux"):
         try:
@@ -119,7 +118,7 @@ def peak_memory(run: Callable[[], None], device: torch.device, baseline: int) ->
         run()
         peak = torch.cuda.max_memory_allocated(device)
         return PeakMemory(peak - baseline, "torch.cuda.max_memory_allocated minus allocated before the model copy")
-    import psutil
+    import psutil  # deferred: heavy
 
     process = psutil.Process()
     peak = [process.memory_info().rss]

@@ -10,8 +10,11 @@ backend's methods, so ``pytest --help`` and the main job never import them.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as metadata
 import importlib.util
+import logging
 import random
+import shutil
 import tempfile
 import time
 import types
@@ -51,7 +54,7 @@ class Calibration:
 
 def calibration_set(size: int = CALIBRATION_SIZE, seed: int = CALIBRATION_SEED) -> Calibration:
     """``size`` SST-2 train sentences drawn with ``random.Random(seed)``; never the validation split."""
-    from energybench import data
+    from energybench import data  # deferred: heavy
 
     rows, file = data.sst2("train")
     chosen = sorted(random.Random(seed).sample(range(len(rows)), size))
@@ -175,7 +178,7 @@ class OrtModel:
     """An ONNX model run by an ONNX Runtime session; duck-types what the harness calls."""
 
     def __init__(self, path: Path, config: Any, device: torch.device):
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred: optional
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -201,7 +204,7 @@ class OrtModel:
 
 
 def ort_providers(device: torch.device) -> list[str]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: optional
 
     available = ort.get_available_providers()
     if device.type == "cuda" and "CUDAExecutionProvider" in available:
@@ -222,7 +225,6 @@ class Logits(nn.Module):
 
 def export_onnx(model: nn.Module, path: Path) -> float:
     """Export ``model`` (fp32, CPU) to ONNX with dynamic batch and sequence; returns the seconds taken."""
-    import logging
 
     seq = min(16, int(getattr(model.config, "max_position_embeddings", 16) or 16))
     ids = torch.randint(1000, min(model.config.vocab_size, 30000), (2, seq), generator=torch.Generator().manual_seed(0))
@@ -297,7 +299,6 @@ class OnnxRuntime(Backend):
         return Converted(ort_model, precision, self.implementation(precision), details)  # type: ignore[arg-type]
 
     def implementation(self, precision: str) -> str:
-        import importlib.metadata as metadata
 
         versions = f"torch {torch.__version__} onnx exporter (dynamo, opset {OPSET}), onnxruntime " + metadata.version(
             "onnxruntime"
@@ -342,9 +343,8 @@ class OnnxRuntime(Backend):
 
 def quantize_ort(source: Path, out: Path, precision: str, tokenizer: Any, folder: Path) -> dict[str, Any]:
     """ONNX Runtime quantization of ``source`` into ``out``: dynamic (int8) or static QDQ (int8-static)."""
-    import logging
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # deferred: optional
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -359,9 +359,14 @@ def quantize_ort(source: Path, out: Path, precision: str, tokenizer: Any, folder
 
 
 def quantize_static_qdq(source: Path, out: Path, tokenizer: Any, folder: Path) -> dict[str, Any]:
-    import numpy as np
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    import numpy as np  # deferred: heavy
+    from onnxruntime.quantization import (  # deferred: optional
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # deferred: optional
 
     calibration = calibration_set()
     encoded = tokenizer(calibration.sentences, truncation=True, max_length=CALIBRATION_MAX_LEN)
@@ -399,7 +404,6 @@ class FeedReader:
 
 
 def remove_tree(folder: Path) -> None:
-    import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
 

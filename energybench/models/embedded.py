@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from energybench import data
 from energybench.models.quiet import quiet_transformers
+from energybench.progress import Prefixed, advance
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -149,7 +151,7 @@ def build_lock(folder: Path, say: Progress) -> Iterator[None]:
     recipe waits for the first and then loads its result, instead of training a second copy
     (each would take the same cores and finish later). POSIX only; elsewhere no lock."""
     try:
-        import fcntl
+        import fcntl  # deferred: optional (POSIX only)
     except ImportError:  # deferred: optional (Windows has no fcntl)
         yield
         return
@@ -167,7 +169,7 @@ def build_lock(folder: Path, say: Progress) -> Iterator[None]:
 
 
 def load_cached(folder: Path, recipe: Recipe) -> Embedded:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # deferred: heavy
 
     info = json.loads((folder / BUILD_INFO).read_text())
     cls = AutoModelForCausalLM if recipe.task == "causal-lm" else AutoModelForSequenceClassification
@@ -180,8 +182,6 @@ def load_cached(folder: Path, recipe: Recipe) -> Embedded:
 
 def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
     """Train into a temporary folder beside ``folder`` and rename it into place (atomic)."""
-    from energybench.progress import Prefixed
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     discard_stale_staging(folder)
     staging = Path(tempfile.mkdtemp(prefix=f".build-{folder.name}-", dir=folder.parent))
@@ -201,8 +201,6 @@ def build(name: str, recipe: Recipe, folder: Path, progress: Progress) -> None:
 
 def train(recipe: Recipe, progress: Progress) -> tuple[Any, Any, float, Any]:
     """A new tokenizer and model trained by the recipe: (model, tokenizer, final train loss, DataFile)."""
-    from energybench import data
-
     tokenizer = train_tokenizer(recipe)
     model = new_model(recipe, tokenizer)
     common = {
@@ -224,8 +222,8 @@ def train(recipe: Recipe, progress: Progress) -> tuple[Any, Any, float, Any]:
 
 
 def build_info(name: str, recipe: Recipe, seconds: float, loss: float, file: Any, weights: str) -> dict:
-    import torch
-    import transformers
+    import torch  # deferred: heavy
+    import transformers  # deferred: heavy
 
     return {
         "name": name,
@@ -291,12 +289,10 @@ def train_tokenizer(recipe: Recipe) -> PreTrainedTokenizerFast:
 
     Deterministic: the same recipe gives the same vocabulary and ids.
     """
-    import transformers
-
-    from energybench import data
+    import transformers  # deferred: heavy
 
     if recipe.task == "causal-lm":
-        from tokenizers import ByteLevelBPETokenizer
+        from tokenizers import ByteLevelBPETokenizer  # deferred: heavy
 
         text, _ = data.wikitext2(recipe.train_data.removeprefix("wikitext2-wiki."))
         core = ByteLevelBPETokenizer(add_prefix_space=False)
@@ -311,7 +307,7 @@ def train_tokenizer(recipe: Recipe) -> PreTrainedTokenizerFast:
             pad_token=EOS,
             model_max_length=recipe.max_len,  # pad = eos, as usual for GPT-2 batching
         )
-    from tokenizers import BertWordPieceTokenizer
+    from tokenizers import BertWordPieceTokenizer  # deferred: heavy
 
     sentences = [s for s, _ in data.sst2(recipe.train_data.removeprefix("sst2-").removesuffix(".tsv"))[0]]
     core = BertWordPieceTokenizer(lowercase=True)
@@ -337,7 +333,7 @@ def canonical_wordpiece(tokenizer: Any) -> Any:
     The trainer numbers its initial alphabet in hash-set order, which changes from run to run;
     WordPiece encoding depends only on the set of tokens, so renumbering keeps it identical.
     """
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # deferred: heavy
 
     spec = json.loads(tokenizer.to_str())
     vocab = spec["model"]["vocab"]
@@ -352,8 +348,8 @@ def canonical_wordpiece(tokenizer: Any) -> Any:
 
 def new_model(recipe: Recipe, tokenizer: Any) -> PreTrainedModel:
     """A freshly initialised model of the recipe's architecture and sizes (seeded)."""
-    import torch
-    import transformers as tf
+    import torch  # deferred: heavy
+    import transformers as tf  # deferred: heavy
 
     torch.manual_seed(recipe.seed)
     vocab, pad = len(tokenizer), tokenizer.pad_token_id
@@ -399,7 +395,7 @@ def new_model(recipe: Recipe, tokenizer: Any) -> PreTrainedModel:
 
 def optimizer_and_schedule(model: Any, steps: int, lr: float, weight_decay: float, warmup: float) -> tuple:
     """AdamW with linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
-    import torch
+    import torch  # deferred: heavy
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     warmup_steps = max(1, int(steps * warmup))
@@ -431,7 +427,7 @@ def fine_tune_classifier(
     Batches are drawn by a seeded shuffle (epoch after epoch) and padded to their longest
     sentence. The tokenizer needs a pad token. Returns the mean train loss of the last steps.
     """
-    import torch
+    import torch  # deferred: heavy
 
     torch.manual_seed(seed)  # dropout
     labels = torch.tensor([label for _, label in examples])
@@ -464,7 +460,7 @@ def train_causal_lm(
     progress: Progress | None = None,
 ) -> float:
     """Train a causal LM on seeded random contiguous blocks of ``text``; returns the final mean train loss."""
-    import torch
+    import torch  # deferred: heavy
 
     torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
@@ -484,7 +480,7 @@ def train_causal_lm(
 
 def shuffled_batches(count: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     """Endless batches of row indices: a fresh seeded permutation each epoch, last partial batch dropped."""
-    import torch
+    import torch  # deferred: heavy
 
     generator = torch.Generator().manual_seed(seed)
     if count < batch_size:
@@ -496,7 +492,7 @@ def shuffled_batches(count: int, batch_size: int, seed: int) -> Iterator[list[in
 
 
 def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list[float]) -> list[float]:
-    import torch
+    import torch  # deferred: heavy
 
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -509,8 +505,6 @@ def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list
 def report(progress: Progress | None, step: int, steps: int, recent: list[float]) -> None:
     """A bar in a terminal; else about every 10 % of the steps: ``step 200/600 loss 0.410`` (mean of the
     last 50 steps)."""
-    from energybench.progress import advance
-
     if advance(progress, "training", step + 1, steps):
         return
     if progress and (step + 1) % max(1, steps // 10) == 0:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from energybench.catalog import TORCHAO_PRECISIONS
 from energybench.errors import Unsupported
@@ -90,7 +91,7 @@ def conv1d_to_linear(model: nn.Module) -> int:
     Dynamic quantization only knows ``nn.Linear``; without this, INT8 GPT-2 would quantize
     the LM head and nothing else. Returns the number of modules converted.
     """
-    from transformers.pytorch_utils import Conv1D
+    from transformers.pytorch_utils import Conv1D  # deferred: heavy
 
     targets = [(name, module) for name, module in model.named_modules() if isinstance(module, Conv1D)]
     for name, conv in targets:
@@ -138,8 +139,6 @@ def linears_under(model: nn.Module, names: list[str] | set[str]) -> set[str]:
 
 
 def count_quantized(model: nn.Module) -> int:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
-
     return sum(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
 
 

@@ -12,7 +12,7 @@ def quiet_transformers() -> Iterator[None]:
 
     energybench reports its own progress; these would otherwise interleave with pytest's output.
     """
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # deferred: heavy
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()

@@ -11,6 +11,7 @@ happens at session start; loading happens when a benchmark first needs the model
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 from energybench.catalog import MODEL_SOURCES, TASKS
 from energybench.errors import UsageError
+from energybench.models.embedded import RECIPES, load_or_build
 
 SOURCES = MODEL_SOURCES  # where weights come from (energybench.catalog declares the names)
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model*.bin.index.json")
@@ -96,7 +98,7 @@ def hub_offline() -> bool:
 
 def hub_cached_revision(hub_id: str) -> str | None:
     """The commit of a cached snapshot of ``hub_id``, or None if it is not in the local HF cache."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # deferred: optional
 
     cached = try_to_load_from_cache(hub_id, "config.json")
     if isinstance(cached, str):
@@ -109,7 +111,7 @@ def hub_remote_revision(hub_id: str, timeout_s: float = 3.0) -> tuple[str | None
     if hub_offline():
         return None, "HF_HUB_OFFLINE is set"
     try:
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # deferred: optional
 
         return HfApi().model_info(hub_id, timeout=timeout_s).sha, ""
     except Exception as error:  # noqa: BLE001 - any failure means "not reachable"; the reason is kept
@@ -129,8 +131,6 @@ def resolve_hub(spec: ModelSpec) -> tuple[ModelSource | None, str]:
 
 
 def resolve_embedded(spec: ModelSpec) -> ModelSource:
-    from energybench.models.embedded import RECIPES
-
     recipe = RECIPES[spec.name]
     note = (
         f"embedded default: {recipe.layers}-layer, {recipe.hidden}-wide {spec.architecture} trained by "
@@ -175,8 +175,6 @@ def resolve_path(name: str, path: Path, task: str | None) -> ModelSource:
 
 
 def task_of_checkpoint(path: Path) -> str | None:
-    import json
-
     file = Path(path) / "config.json"
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
@@ -225,7 +223,7 @@ def load(source: ModelSource, progress: Callable[[str], None] | None = None) -> 
 
 
 def model_class(task: str) -> Any:
-    import transformers
+    import transformers  # deferred: heavy
 
     return {
         "sequence-classification": transformers.AutoModelForSequenceClassification,
@@ -234,7 +232,7 @@ def model_class(task: str) -> Any:
 
 
 def load_tokenizer(where: str | Path, revision: str | None = None, task: str | None = None) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: heavy
 
     tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
     check_encodes(tokenizer, task)
@@ -264,7 +262,7 @@ def check_encodes(tokenizer: Any, task: str | None) -> None:
 
 def evaluation_sentence(task: str | None) -> str:
     """A sentence of the data the model will be evaluated on: SST-2, or WikiText-2 for language models."""
-    from energybench import data
+    from energybench import data  # deferred: heavy
 
     if task == "causal-lm":
         text, _ = data.wikitext2("test.raw")
@@ -279,8 +277,6 @@ def load_pretrained(source: ModelSource, progress: Callable[[str], None] | None)
 
 
 def load_embedded(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
-    from energybench.models.embedded import load_or_build
-
     built = load_or_build(source.model, progress=progress)
     details = {
         "cache_path": str(built.path),
@@ -292,7 +288,7 @@ def load_embedded(source: ModelSource, progress: Callable[[str], None] | None) -
 
 def published_config(spec: ModelSpec) -> Any:
     """The published architecture's sizes, from transformers' defaults (no download needed)."""
-    import transformers
+    import transformers  # deferred: heavy
 
     configs = {
         "distilbert": transformers.DistilBertConfig,
@@ -306,7 +302,7 @@ def published_config(spec: ModelSpec) -> Any:
 
 
 def load_shape_only(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
-    import torch
+    import torch  # deferred: heavy
 
     spec = REGISTRY[source.model]
     torch.manual_seed(0)

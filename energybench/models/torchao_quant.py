@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -79,7 +80,6 @@ def torchao_reason() -> str | None:
 
 def import_torchao() -> Any:
     """``torchao.quantization``, imported quietly (torchao logs the optional kernels it cannot load)."""
-    import logging
 
     logger = logging.getLogger("torchao")
     level = logger.level
@@ -145,7 +145,7 @@ def kernel_friendly(module: nn.Module, fqn: str) -> bool:
 
 def count_quantized(model: nn.Module) -> tuple[int, int]:
     """(nn.Linear modules whose weight is a torchao tensor now, all nn.Linear modules)."""
-    from torchao.utils import TorchAOBaseTensor
+    from torchao.utils import TorchAOBaseTensor  # deferred: optional
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return sum(isinstance(m.weight, TorchAOBaseTensor) for m in linears), len(linears)
@@ -170,7 +170,7 @@ def quantize(
     filter_fn: Callable[[nn.Module, str], bool] = kernel_friendly,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Quantize ``model`` (modified in place) on ``device``; returns the model to run and the details."""
-    from energybench.models.precision import conv1d_to_linear
+    from energybench.models.precision import conv1d_to_linear  # deferred: heavy
 
     quantization = import_torchao()
     converted = conv1d_to_linear(model)

@@ -9,6 +9,6 @@ from typing import Any
 
 
 def build_report(*args: Any, **kwargs: Any) -> Any:
-    from energybench.report.build import build_report as build
+    from energybench.report.build import build_report as build  # deferred: heavy
 
     return build(*args, **kwargs)

@@ -22,7 +22,7 @@ def stamped_layers(figure: Figure, layers: pd.DataFrame) -> Figure:
 def types(layers: pd.DataFrame, column: str) -> pd.DataFrame:
     if layers.empty:
         return layers
-    rows = layers[(layers["level"] == "type") & layers[column].notna()]
+    rows = layers[(layers["level"] == "per_type") & layers[column].notna()]
     return rows.assign(series=rows["model"] + " " + rows["precision"])
 
 
@@ -80,7 +80,7 @@ def layer_type_bars(layers: pd.DataFrame, column: str, metric: str, title: str, 
 
 def energy_vs_impact(layers: pd.DataFrame) -> Figure:
     """Per-layer energy against impact score, with the recorded Pearson r and Spearman rho."""
-    rows = layers[(layers["level"] == "layer")] if not layers.empty else layers
+    rows = layers[(layers["level"] == "per_layer")] if not layers.empty else layers
     rows = rows.dropna(subset=["energy_j_per_sample", "impact_score"]) if not rows.empty else rows
     figure = draw.new_figure(8, 5)
     figure.suptitle("Energy vs impact per layer")
@@ -103,7 +103,7 @@ def energy_vs_impact(layers: pd.DataFrame) -> Figure:
 def correlation_text(row: pd.Series) -> str:
     if pd.isna(row.get("spearman_rho")) and pd.isna(row.get("pearson_r")):
         return "correlation not recorded"
-    n = "" if pd.isna(row.get("corr_n")) else f", n={int(row['corr_n'])}"
+    n = "" if pd.isna(row.get("n")) else f", n={int(row['n'])}"
     return f"Spearman rho={row['spearman_rho']:.2f}, Pearson r={row['pearson_r']:.2f}{n}"
 
 

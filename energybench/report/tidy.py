@@ -12,35 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from energybench.catalog import ALL_PRECISIONS, BASES, ENERGY_METRICS, METRICS, UNIT_DISPLAY
+from energybench.catalog import ALL_PRECISIONS, METRICS, UNIT_DISPLAY
+from energybench.layers import flatten
+from energybench.layers.rows import Plan
 from energybench.results.schema import Record, Run
 from energybench.results.store import flat_row
 
 PRECISION_ORDER = ALL_PRECISIONS
-LAYER_COLUMNS = (
-    "model",
-    "precision",
-    "level",
-    "layer",
-    "layer_type",
-    "calls",
-    "time_s_per_sample",
-    "share",
-    "energy_j_per_sample",
-    "energy_basis",
-    "ablation",
-    "kl_mean",
-    "kl_lo",
-    "kl_hi",
-    "quality_delta",
-    "impact_score",
-    "sensitivity_int8",
-    "sensitivity_fp16",
-    "spearman_rho",
-    "pearson_r",
-    "corr_n",
-    "source_kind",
-)
+CORRELATION_SUMMARY = ("spearman_rho", "pearson_r", "n")  # joined onto each layer row of the same level
 
 
 def run_frame(run: Run) -> pd.DataFrame:
@@ -70,7 +49,7 @@ def record_row(run: Run, record: Record) -> dict[str, Any]:
         **flat_row(record),
         "precision": record.variant,  # a non-default backend's rows: onnxruntime-int8-static, against eager fp32
         "backend": record.backend,
-        "energy_basis": energy_basis(record),
+        "energy_basis": flatten.energy_basis(record),
         "rounds_s": record.timing.rounds_s if record.timing else None,
         "details": record.details,
     }
@@ -81,20 +60,6 @@ def record_row(run: Run, record: Record) -> dict[str, Any]:
     for key in ("value", "value_lo", "value_hi"):
         row[f"display_{key}"] = None if row[key] is None else row[key] * factor
     return row
-
-
-def energy_basis(record: Record) -> str | None:
-    """How an energy-like number was obtained: measured, sampled, estimated (or apportioned from one)."""
-    if record.metric not in ENERGY_METRICS:
-        return None
-    if record.metric == "layer-energy":
-        meter = record.details.get("meter") or {}
-        return f"apportioned ({meter['method']})" if meter.get("method") else "apportioned"
-    for part in record.method.split("; "):  # co2's method quotes the energy method after its own
-        head = part.split(":", 1)[0].strip()
-        if head in BASES:
-            return head
-    return None
 
 
 def spread(record: Record) -> tuple[float | None, float | None]:
@@ -191,23 +156,12 @@ def source_labels(frame: pd.DataFrame) -> list[str]:
 
 
 def layer_frame(run: Run) -> pd.DataFrame:
-    """One row per layer and per layer type (``level``), energy and impact side by side."""
-    rows: dict[tuple, dict[str, Any]] = {}
-    for record in run.records:
-        if record.metric not in ("layer-energy", "impact"):
-            continue
-        for level in ("type", "layer"):
-            for item in record.details.get(f"per_{level}") or []:
-                key = (
-                    record.model,
-                    record.precision,
-                    level,
-                    item.get("layer") if level == "layer" else None,
-                    item.get("layer_type"),
-                )
-                row = rows.setdefault(key, base_layer_row(record, level, item))
-                row.update(layer_values(record, level, item))
-    frame = pd.DataFrame(list(rows.values()), columns=list(LAYER_COLUMNS))
+    """One row per layer and per layer type (``level``), energy and impact side by side, with the
+    level's correlation (columns and rows from ``energybench.layers.flatten``, as in ``layers.csv``)."""
+    rows = pd.DataFrame(flatten.layer_rows(run.records), columns=list(flatten.LAYER_COLUMNS))
+    correlations = pd.DataFrame(flatten.correlation_rows(run.records), columns=list(flatten.CORRELATION_COLUMNS))
+    keys = ["model", "precision", "level"]
+    frame = rows.merge(correlations[[*keys, *CORRELATION_SUMMARY]], on=keys, how="left")
     frame.attrs["run_id"] = run.run_id
     frame.attrs["reasons"] = {
         metric: [
@@ -220,42 +174,6 @@ def layer_frame(run: Run) -> pd.DataFrame:
     return frame
 
 
-def base_layer_row(record: Record, level: str, item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "model": record.model,
-        "precision": record.precision,
-        "level": level,
-        "layer": item.get("layer") if level == "layer" else None,
-        "layer_type": item.get("layer_type"),
-        "source_kind": record.source.get("kind"),
-    }
-
-
-def layer_values(record: Record, level: str, item: dict[str, Any]) -> dict[str, Any]:
-    keep = ("calls", "time_s_per_sample", "share", "ablation", "kl_mean", "quality_delta", "impact_score")
-    values = {k: item[k] for k in keep if item.get(k) is not None}
-    if item.get("energy_j_per_sample") is not None:
-        values["energy_j_per_sample"] = item["energy_j_per_sample"]
-    if record.metric == "layer-energy":
-        values["energy_basis"] = energy_basis(record)
-        return values
-    ci = item.get("kl_ci95") or [None, None]
-    sensitivity = item.get("sensitivity") or {}
-    correlation = (record.details.get("correlation") or {}).get(f"per_{level}") or {}
-    values.update(
-        {
-            "kl_lo": ci[0],
-            "kl_hi": ci[1],
-            "sensitivity_int8": sensitivity.get("int8"),
-            "sensitivity_fp16": sensitivity.get("fp16"),
-            "spearman_rho": correlation.get("spearman_rho"),
-            "pearson_r": correlation.get("pearson_r"),
-            "corr_n": correlation.get("n"),
-        }
-    )
-    return values
-
-
 LAYER_VARIABLES = {
     "energy_j_per_sample": "energy / sample",
     "time_s_per_sample": "time / sample",
@@ -263,19 +181,19 @@ LAYER_VARIABLES = {
     "kl_mean": "KL (ablation)",
     "quality_delta": "quality delta",
     "impact_score": "impact score",
-    "sensitivity_int8": "int8 sensitivity",
+    "int8_quality_delta": "int8 sensitivity",
 }
 
 
 def layer_series(layers: pd.DataFrame) -> list[tuple[str, str]]:
     """(model, precision) pairs that hold per-layer rows."""
-    rows = layers[layers["level"] == "layer"] if not layers.empty else layers
+    rows = layers[layers["level"] == "per_layer"] if not layers.empty else layers
     return sorted(set(zip(rows["model"], rows["precision"]))) if not rows.empty else []
 
 
 def layer_correlations(layers: pd.DataFrame, model: str, precision: str) -> pd.DataFrame:
     """Spearman correlation between one model x precision's per-layer measures (at least 3 layers)."""
-    rows = layers[(layers["level"] == "layer") & (layers["model"] == model) & (layers["precision"] == precision)]
+    rows = layers[(layers["level"] == "per_layer") & (layers["model"] == model) & (layers["precision"] == precision)]
     columns = [c for c in LAYER_VARIABLES if c in rows and rows[c].notna().sum() >= 3 and rows[c].nunique() > 1]
     if len(columns) < 2:
         return pd.DataFrame()
@@ -289,25 +207,29 @@ def plan_frame(frame: pd.DataFrame) -> pd.DataFrame:
     quality = quality_delta_frame(frame)
     energy = relative_frame(frame, "energy")
     for record in frame[frame["precision"] == "mixed"].itertuples():
-        plan = record.details.get("plan") if isinstance(record.details, dict) else None
-        if not plan:
+        saved = record.details.get("plan") if isinstance(record.details, dict) else None
+        if not saved:
             continue
+        plan = Plan.from_dict(saved)
         if record.metric in ("accuracy", "perplexity"):
             got = quality[(quality["model"] == record.model) & (quality["precision"] == "mixed")]
-            predicted = plan.get("predicted_loss")  # a loss like Budget.loss (positive = worse), not the signed delta
             unit = "pp" if record.metric == "accuracy" else "%"
-            rows.append(plan_row(record, f"{record.metric} loss ({unit})", predicted, got, "quality_loss"))
+            # predicted_loss is a loss like Budget.loss (positive = worse), not the signed delta
+            rows.append(
+                plan_row(record, plan, f"{record.metric} loss ({unit})", plan.predicted_loss, got, "quality_loss")
+            )
         elif record.metric == "energy":
             got = energy[(energy["model"] == record.model) & (energy["precision"] == "mixed")]
             got = got.assign(saving_pct=-got["change_pct"])
-            rows.append(
-                plan_row(record, "energy saving (%)", plan.get("predicted_energy_saving_pct"), got, "saving_pct")
-            )
+            predicted = plan.predicted_energy_saving_pct
+            rows.append(plan_row(record, plan, "energy saving (%)", predicted, got, "saving_pct"))
     return pd.DataFrame(rows, columns=["model", "quantity", "predicted", "measured", "reason", "layers", "budget"])
 
 
-def plan_row(record: Any, quantity: str, predicted: Any, got: pd.DataFrame, column: str) -> dict[str, Any]:
-    plan = record.details["plan"]
+def plan_row(
+    record: Any, plan: Plan, quantity: str, predicted: float | None, got: pd.DataFrame, column: str
+) -> dict[str, Any]:
+    """``record`` is a row of the run frame (a namedtuple from ``itertuples``)."""
     value = float(got[column].iloc[0]) if not got.empty else None
     reason = None if value is not None else (record.reason or "no fp32 baseline of the same model in this run")
     return {
@@ -316,6 +238,6 @@ def plan_row(record: Any, quantity: str, predicted: Any, got: pd.DataFrame, colu
         "predicted": predicted,
         "measured": value,
         "reason": reason,
-        "layers": len(plan.get("quantize") or []),
-        "budget": plan.get("budget"),
+        "layers": len(plan.quantize),
+        "budget": plan.budget,
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from energybench.layers import flatten
 from energybench.results.compare import (
     Comparison,
     Limit,
@@ -23,7 +24,6 @@ from energybench.results.compare import (
     breaches,
     deterministic,
     directed_metrics,
-    is_estimated,
     rounds_to_decide,
     single_value_verdict,
     worse_change_pct,
@@ -106,7 +106,7 @@ def paired_row(key: Key, a: list[Record], b: list[Record], limit: Limit | None) 
         found = paired_verdict(metric, [r.value for r in a], [r.value for r in b])
     if metric == "accuracy":
         base["change_pp"] = (a[0].value - b[0].value) * 100.0
-    gated = not any(is_estimated(r) for r in a + b)
+    gated = all(flatten.gated(r) for r in a + b)  # never on an estimate, nor on a share of one
     if not gated:
         found["basis"] += "; estimated energy: shown, never gated"
     row = Row(**base, **found, gated=gated)
@@ -144,7 +144,7 @@ def paired_verdict(metric: str, a: list[float], b: list[float]) -> dict[str, Any
 
 def one_sample_t(logs: np.ndarray) -> tuple[float, tuple[float, float]]:
     """p-value and 95 % CI of the mean; a spread of exactly 0 gives p 0 (or 1 with no change)."""
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     mean = float(logs.mean())
     if float(logs.std()) == 0.0:

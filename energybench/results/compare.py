@@ -43,6 +43,7 @@ import numpy as np
 
 from energybench.catalog import METRICS
 from energybench.errors import UsageError
+from energybench.layers import flatten
 from energybench.results.schema import Record, Run
 
 ALPHA = 0.01
@@ -186,7 +187,7 @@ def noise_band_pct(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bootstrap_ci_pct(metric: str, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         change = (np.median(y, axis=axis) / np.median(x, axis=axis) - 1.0) * 100.0
@@ -206,7 +207,7 @@ def bootstrap_ci_pct(metric: str, a: np.ndarray, b: np.ndarray) -> tuple[float, 
 
 def rounds_verdict(metric: str, a: np.ndarray, b: np.ndarray, drift: Band | None = None) -> dict[str, Any]:
     """The statistical verdict for two sets of raw rounds (see the module docstring)."""
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     change = worse_change_pct(metric, float(np.median(a)), float(np.median(b)))
     chosen = Band(noise_band_pct(a, b), "within-run").widest(drift)
@@ -245,7 +246,7 @@ def between_blocks_band(a: np.ndarray, b: np.ndarray) -> Band:
 
 def blocks_verdict(metric: str, a: np.ndarray, b: np.ndarray, drift: Band | None = None) -> dict[str, Any]:
     """Welch's t on the log block medians: the p-value and the 95 % CI of the ratio B/A."""
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     log_a, log_b = np.log(a), np.log(b)
     test = stats.ttest_ind(log_b, log_a, equal_var=False)
@@ -418,7 +419,7 @@ def compare_pair(
     found = verdict_of(metric, a, b, limit, drift)
     if metric == "accuracy":
         base["change_pp"] = (a.value - b.value) * 100.0
-    gated = not is_estimated(a) and not is_estimated(b)
+    gated = flatten.gated(a) and flatten.gated(b)  # never on an estimate, nor on a share of one
     if not gated:
         found["basis"] += "; estimated energy: shown, never gated"
     row = Row(**{**base, "change_pct": found.pop("change_pct")}, **found, gated=gated)
@@ -434,10 +435,6 @@ def verdict_of(metric: str, a: Record, b: Record, limit: Limit | None, drift: Ba
     if sa is not None and sb is not None:
         return rounds_verdict(metric, sa, sb, drift)
     return single_value_verdict(metric, a.value, b.value, limit, drift)
-
-
-def is_estimated(record: Record) -> bool:
-    return record.method.startswith("estimated") or record.details.get("gated") is False
 
 
 def breaches(row: Row, limit: Limit | None) -> bool:

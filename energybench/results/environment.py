@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -21,8 +22,8 @@ def cpu_model() -> str:
 
 def machine_info(device: str) -> dict[str, Any]:
     """What makes two runs comparable: hardware, threads and library versions."""
-    import torch
-    import transformers
+    import torch  # deferred: heavy
+    import transformers  # deferred: heavy
 
     info: dict[str, Any] = {
         "node": platform.node(),
@@ -52,8 +53,6 @@ def machine_info(device: str) -> dict[str, Any]:
 
 def fingerprint(info: dict[str, Any]) -> str:
     """A short, stable identity of the hardware and software stack (not the host name)."""
-    import hashlib
-
     keys = (
         "system",
         "machine",
@@ -71,7 +70,7 @@ def fingerprint(info: dict[str, Any]) -> str:
 
 def nvidia_driver_version() -> str | None:
     try:
-        import pynvml
+        import pynvml  # deferred: optional
 
         pynvml.nvmlInit()
         try:

@@ -25,7 +25,7 @@ class PairedLoss:
 
 def paired_loss(baseline: list[bool], candidate: list[bool], seed: int = 0) -> PairedLoss:
     """McNemar's exact p and the paired bootstrap 95 % CI of (baseline - candidate) accuracy, in points."""
-    from scipy import stats
+    from scipy import stats  # deferred: heavy
 
     base, cand = np.asarray(baseline, dtype=bool), np.asarray(candidate, dtype=bool)
     if base.shape != cand.shape or base.size == 0:

@@ -2,7 +2,10 @@
 
 Units live in the names (``median_s``, ``size_bytes``) or, for the one headline number of a
 record, in its ``unit`` field. A number that was not measured is ``None`` with a ``reason``,
-never 0.
+never 0. An energy-like number says how it was obtained in ``basis`` (``catalog.BASES``).
+
+Schema history: 2 added ``Record.basis`` and flat, typed layer-study rows
+(``energybench.layers.rows``); files of schema 1 are upgraded on load (``upgrade``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from energybench.catalog import DEFAULT_BACKEND, variant
+from energybench.catalog import BASES, DEFAULT_BACKEND, ENERGY_METRICS, variant
 from energybench.errors import DataError
 
-SCHEMA_VERSION = 2  # 2: TimingStats.blocks_s / between_block_cv; Budget's paired statistics
+SCHEMA_VERSION = 2  # 2: Record.basis; TimingStats.blocks_s / between_block_cv; Budget's paired statistics
 UNSTABLE_IQR_OVER_MEDIAN = 0.10
 STATUSES = ("ok", "skipped", "error", "budget-breach")
 
@@ -138,6 +141,7 @@ class Record:
     status: str = "ok"
     reason: str | None = None
     method: str = ""
+    basis: str | None = None  # energy-like metrics: measured / sampled / estimated / apportioned
     device: str = "cpu"
     shape: dict[str, int] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
@@ -160,6 +164,10 @@ class Record:
             raise ValueError(f"{self.model}/{self.precision}/{self.metric}: a missing value needs a reason")
         if self.value is not None and not math.isfinite(self.value):
             raise ValueError(f"{self.model}/{self.precision}/{self.metric}: value {self.value} is not finite")
+        if self.basis is not None and self.basis not in BASES:
+            raise ValueError(f"record basis {self.basis!r} is not one of {', '.join(BASES)}")
+        if self.metric in ENERGY_METRICS and self.value is not None and self.basis is None:
+            raise ValueError(f"{self.model}/{self.precision}/{self.metric}: an energy figure needs its basis")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -232,14 +240,17 @@ class Run:
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older run dict up to SCHEMA_VERSION (one step per version as the schema grows).
+    """Bring an older run dict up to SCHEMA_VERSION, one step per version.
 
-    Runs saved before ``partial`` existed were only ever saved complete: they load as complete."""
+    Runs saved before ``partial`` existed were only ever saved complete: they load as complete.
+    The layer study's old row keys are read by ``energybench.layers.rows`` ``from_dict``.
+    """
     raw = dict(raw)
     raw["partial"] = bool(raw.get("partial", False))
     raw.setdefault("partial_reason", None)
     if raw["schema_version"] < 2:
-        raw = {**raw, "records": [one_block(r) for r in raw.get("records", [])], "schema_version": 2}
+        records = [one_block({**r, "basis": basis_from_method(r)}) for r in raw.get("records", [])]
+        raw = {**raw, "records": records, "schema_version": 2}
     return raw
 
 
@@ -249,3 +260,16 @@ def one_block(record: dict[str, Any]) -> dict[str, Any]:
     if not timing:
         return record
     return {**record, "timing": {**timing, "blocks_s": [list(timing["rounds_s"])], "between_block_cv": None}}
+
+
+def basis_from_method(record: dict[str, Any]) -> str | None:
+    """Schema 1 wrote the basis only into the method text (``estimated: codecarbon on cpu, ...``);
+    co2's method quotes the energy method after its own. The one place that still parses it.
+    A figure whose method names no basis is taken as an estimate, so it is shown but never gates."""
+    if record.get("metric") not in ENERGY_METRICS:
+        return None
+    for part in str(record.get("method", "")).split("; "):
+        head = part.split(":", 1)[0].strip()
+        if head in BASES:
+            return head
+    return "estimated" if record.get("value") is not None else None

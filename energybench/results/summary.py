@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from energybench import catalog
+from energybench.layers.flatten import energy_basis
 from energybench.results.schema import Record
 
 
@@ -16,7 +17,7 @@ def note(record: Record) -> str:
         return f"{record.status}: {record.reason}"
     parts = []
     if record.metric in catalog.ENERGY_METRICS:
-        parts.append(provenance(record.method))  # e.g. "estimated: codecarbon" -- provenance first
+        parts.append(provenance(record))  # e.g. "estimated: codecarbon" -- provenance first
     if record.timing:
         t = record.timing
         parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
@@ -31,12 +32,11 @@ def note(record: Record) -> str:
     return "; ".join(parts)
 
 
-def provenance(method: str) -> str:
-    """``estimated: codecarbon`` out of an energy-like method (co2's quotes the energy method after its own)."""
-    for part in method.split("; "):
-        if part.split(":", 1)[0] in catalog.BASES:
-            return part.split(" on ")[0].split(",")[0]
-    return method.split(" on ")[0]
+def provenance(record: Record) -> str:
+    """``estimated: codecarbon``: how an energy figure was obtained (its basis), and by which meter."""
+    meter = record.details.get("primary") or (record.details.get("meter") or {}).get("name")
+    basis = energy_basis(record) or "basis not recorded"
+    return f"{basis}: {meter}" if meter else basis
 
 
 def summary_table(records: list[Record]) -> list[str]:

@@ -24,7 +24,7 @@ MEASURED_CPU_MODES = {"intel_rapl", "amd_rapl", "rapl"}
 
 def probe() -> str | None:
     try:
-        import codecarbon  # noqa: F401
+        import codecarbon  # noqa: F401  # deferred: optional
     except ImportError:
         return "codecarbon is not installed: pip install 'energybench[codecarbon]'"
     return None
@@ -43,7 +43,7 @@ class CodeCarbonMeter:
         self.device = f"process (codecarbon, {country_iso_code}{'/' + region if region else ''})"
 
     def start(self) -> None:
-        from codecarbon import OfflineEmissionsTracker
+        from codecarbon import OfflineEmissionsTracker  # deferred: optional
 
         options: dict[str, Any] = dict(
             country_iso_code=self.country,

@@ -49,7 +49,7 @@ WATCHED = ("sm_clock_mhz", "power_limit_w", "clock_event_reasons")  # a change b
 
 def load_pynvml() -> Any:
     try:
-        import pynvml
+        import pynvml  # deferred: optional
     except ImportError as error:
         raise MeterUnavailable("nvidia-ml-py is not installed: pip install 'energybench[nvml]'") from error
     return pynvml

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from energybench.measure.meters import Meter, MeterUnavailable
+from energybench.measure.meters.codecarbon import CodeCarbonMeter
+from energybench.measure.meters.nvml import NvmlMeter
+from energybench.measure.meters.rapl import DEFAULT_ROOT, RaplMeter
 
 METER_NAMES = ("nvml", "rapl", "codecarbon")
 
@@ -42,14 +45,10 @@ def open_meter(
     if name == "nvml":
         if getattr(device, "type", "cpu") != "cuda":
             raise MeterUnavailable("the benchmark device is the CPU, not a GPU")
-        from energybench.measure.meters.nvml import NvmlMeter
 
         return NvmlMeter(index=device.index or 0)
     if name == "rapl":
-        from energybench.measure.meters.rapl import DEFAULT_ROOT, RaplMeter
-
         return RaplMeter(rapl_root or DEFAULT_ROOT)
-    from energybench.measure.meters.codecarbon import CodeCarbonMeter
 
     return CodeCarbonMeter(country, region, output_dir)
 
