@@ -66,7 +66,9 @@ def nvml_reading(counter_j: float, sampled_j: float, window_s: float, flags: lis
 def energy_record(model: str, precision: str, reading: Reading, joules_per_item: float) -> Record:
     details = {"implementation": "torch float32", **truth_check(reading)}
     method = f"measured: nvml on {reading.device}, {reading.duration_s:.2f} s window"
-    return Record(model, precision, "energy", joules_per_item, "J/sample", method=method, details=details)
+    return Record(
+        model, precision, "energy", joules_per_item, "J/sample", method=method, details=details, basis="measured"
+    )
 
 
 def timed_record(model: str, precision: str, metric: str, seconds: float, batch: int) -> Record:

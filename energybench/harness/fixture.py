@@ -379,7 +379,9 @@ class Bench:
         from energybench.measure.quality import unpack_bits  # deferred: heavy
         from energybench.results.paired import paired_loss  # deferred: heavy
 
-        mine = self.session.quality(self.case.model, self.case.precision, self.case.metric).details
+        mine = self.session.quality(
+            self.case.model, self.case.precision, self.case.metric, self.prepared, backend=self.case.backend
+        ).details
         if not (mine.get("correct_bits") and reference.get("correct_bits")) or mine["total"] != reference["total"]:
             return budget
         base, hits = (unpack_bits(d["correct_bits"], d["total"]) for d in (reference, mine))
