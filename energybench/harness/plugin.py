@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import METERED_METRICS, OPTIONS
+from energybench.catalog import ALL_PRECISIONS, METERED_METRICS, OPTIONS
 from energybench.catalog import SELECTABLE_METRICS as METRICS
 from energybench.harness.options import SettingsError
 
 SESSION_KEY = pytest.StashKey["Any"]()
 GPUS_KEY = pytest.StashKey[list]()
 COLLECTION_ERRORS_KEY = pytest.StashKey[int]()
+MARKER_ERRORS_KEY = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,7 +44,11 @@ def option_value(config: pytest.Config, option: Any) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "energybench(metric): an energybench benchmark of one metric")
+    config.addinivalue_line(
+        "markers",
+        "energybench(metric) or energybench(models=[...], precisions=[...]): a built-in benchmark of one "
+        "metric, or your own benchmark over model x precision",
+    )
     from energybench.harness.options import parse
 
     try:
@@ -132,15 +137,31 @@ def metric_of(definition: Any) -> str | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "eb_case" not in metafunc.fixturenames:
         return
-    metric = metric_of(metafunc.definition)
-    if metric not in METRICS:
-        raise pytest.UsageError(
-            f"{metafunc.definition.nodeid}: mark it @pytest.mark.energybench(<metric>) "
-            f"with a metric in {', '.join(METRICS)}"
-        )
+    definition = metafunc.definition
+    marker = definition.get_closest_marker("energybench")
     session = bench_session(metafunc.config)
-    cases = session.cases(metric)
+    if marker is not None and not marker.args:  # a user's own benchmark: models=[...], precisions=[...]
+        from energybench.harness.fixtures import user_cases
+
+        try:
+            cases = user_cases(session, definition.originalname, marker.kwargs, metafunc.config.rootpath)
+        except SettingsError as error:
+            return marker_error(metafunc.config, f"{definition.nodeid}: @pytest.mark.energybench: {error}")
+    else:
+        metric = metric_of(definition)
+        if metric not in METRICS:
+            return marker_error(
+                metafunc.config,
+                f"{definition.nodeid}: mark it @pytest.mark.energybench(<metric>) with a metric in "
+                f"{', '.join(METRICS)}, or @pytest.mark.energybench(models=[...], precisions=[...]) for your own",
+            )
+        cases = session.cases(metric)
     metafunc.parametrize("eb_case", cases, ids=[c.id for c in cases])
+
+
+def marker_error(config: pytest.Config, line: str) -> None:
+    """Kept until collection ends, then one usage error (a line per test), before anything runs."""
+    config.stash.setdefault(MARKER_ERRORS_KEY, []).append(line)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -150,20 +171,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         case = case_of(item)
         if metric_of(item) is None and case is None:
             selected.append(item)
-        elif case is not None and case.metric in bench.settings.metrics:
+        elif case is not None and (is_user_case(case) or case.metric in bench.settings.metrics):
             selected.append(item)
         else:
             deselected.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-    order = {p: i for i, p in enumerate(sorted(bench.settings.precisions, key=lambda p: p == "mixed"))}
+    # fp32 first (the baseline budgets compare with), mixed last (its plan needs the study)
+    given = [*bench.settings.precisions, *ALL_PRECISIONS]
+    order = {p: (p != "fp32", p == "mixed", given.index(p)) for p in ALL_PRECISIONS}
     metric_order = {m: i for i, m in enumerate(METRICS)}
 
     def key(item: pytest.Item) -> tuple:
         case = case_of(item)  # group by model and precision so each model is converted once
-        return (0, "", 0, 0) if case is None else (1, case.model, order[case.precision], metric_order[case.metric])
+        if case is None:
+            return (0, "", (), 0)
+        return (1, case.model, order[case.precision], metric_order.get(case.metric, len(METRICS)))
 
     items[:] = sorted(selected, key=key)
+
+
+def is_user_case(case: Any) -> bool:
+    from energybench.harness.fixtures import UserCase
+
+    return isinstance(case, UserCase)
 
 
 def case_of(item: pytest.Item) -> Any:
@@ -175,10 +206,20 @@ def case_of(item: pytest.Item) -> Any:
 @pytest.hookimpl(tryfirst=True)  # before the terminal reporter prints the collection header
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[COLLECTION_ERRORS_KEY] = session.testsfailed  # only collection has failed so far
+    marker_errors = session.config.stash.get(MARKER_ERRORS_KEY, [])
+    if marker_errors:
+        raise pytest.UsageError("\n".join(marker_errors))
     cases = [case_of(item) for item in session.items]
     if any(cases):
+        metered = any(c and c.metric in METERED_METRICS for c in cases)
+        metered = metered or any("power_meter" in getattr(item, "fixturenames", ()) for item in session.items)
+        bench = bench_session(session.config)
         try:
-            bench_session(session.config).activate(with_energy=any(c and c.metric in METERED_METRICS for c in cases))
+            bench.activate(with_energy=metered)
+            if any(c is not None and is_user_case(c) for c in cases):
+                from energybench.harness.fixtures import activate_user_models
+
+                activate_user_models(bench, {c.model for c in cases if c is not None and c.model not in bench.sources})
         except SettingsError as error:
             raise pytest.UsageError(str(error)) from None
 
@@ -201,6 +242,46 @@ def eb(request: pytest.FixtureRequest, eb_case: Any) -> Any:
     from energybench.harness.fixture import Bench
 
     return Bench(bench_session(request.config), eb_case, request.node.nodeid)
+
+
+@pytest.fixture
+def eb_model(eb: Any) -> Any:
+    """The case's loaded, converted model: .model, .tokenizer, .source, .implementation, .precision, .device."""
+    from energybench.harness.fixtures import EbModel
+
+    return EbModel(eb)
+
+
+@pytest.fixture
+def power_meter(eb: Any) -> Any:
+    """power_meter.measure(run, items=N): energy per item, power and CO2 records of this test."""
+    from energybench.harness.fixtures import PowerMeter
+
+    return PowerMeter(eb)
+
+
+@pytest.fixture
+def layer_profile(eb: Any, eb_model: Any) -> Any:
+    """layer_profile(run, items=N): the per-unit time / share / FLOPs table of the model."""
+    from energybench.harness.fixtures import LayerProfile
+
+    return LayerProfile(eb, eb_model)
+
+
+@pytest.fixture
+def quality_budget(eb: Any, eb_model: Any) -> Any:
+    """quality_budget.check(name, value, higher_is_better=..., limit="1pp"): against this test's fp32 value."""
+    from energybench.harness.fixtures import QualityBudget
+
+    return QualityBudget(eb, eb_model)
+
+
+@pytest.fixture
+def eb_record(eb: Any) -> Any:
+    """eb_record(name, value, unit=..., higher_is_better=...): one number of your own metric, saved in the run."""
+    from energybench.harness.fixtures import MetricRecorder
+
+    return MetricRecorder(eb)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -255,7 +336,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     bench.finish(partial_reason(session, bench))
     bench.write_report()
-    if bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
+    if bench.gate_error is not None:
+        bench.notes.append(f"gate not applied: {bench.gate_error}")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    elif bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
         from energybench.results.compare import REGRESSION_EXIT_STATUS
 
         session.exitstatus = REGRESSION_EXIT_STATUS
