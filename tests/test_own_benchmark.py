@@ -66,6 +66,30 @@ def test_the_guide_example_runs_and_its_run_knows_its_own_metric(project, tmp_pa
     reports = ["--reports-dir", str(project.path / "reports")]
     code = cli.main(["compare", str(run_dir), str(tmp_path / "worse.json"), *reports, "--fail-on", "f1:-1%"])
     assert code == 6
+    assert_history_and_report_know(run_dir, records)
+
+
+def assert_history_and_report_know(run_dir: Path, records: dict) -> None:
+    """History and the report's generic figures read f1 from the saved run like a built-in metric."""
+    import matplotlib.pyplot as plt
+
+    from energybench.report import build, figures, tidy
+    from energybench.results.history import metric_history
+    from energybench.results.store import load_run
+
+    run = load_run(run_dir)
+    assert [p.value for p in metric_history([run], "f1", precision="int8")] == [records[("int8", "f1")]["value"]]
+    frame = tidy.run_frame(run)
+    assert build.custom_metrics(frame) == ["f1"]
+    figure = figures.custom_metric_bars(frame, ["f1"])
+    try:
+        [ax] = figure.axes
+        assert ax.get_title() == "f1 (higher is better)"
+        heights = sorted(p.get_height() for p in ax.patches if p.get_height())
+        expected = sorted(records[(p, "f1")]["value"] * 100 for p in ("fp32", "int8"))
+        assert heights == pytest.approx(expected)
+    finally:
+        plt.close(figure)
 
 
 def test_a_wrong_sign_for_a_custom_metric_is_one_line(tmp_path, capsys):
@@ -152,10 +176,20 @@ def test_params(eb_model, eb_record, quality_budget):
     result = quality_budget.check("weight-sum", weight_sum, higher_is_better=True, limit="50%")
     assert result.budget.baseline_precision == "fp32" and result.budget.baseline_value > 0
     assert result.passed, result.message
+
+
+@pytest.mark.energybench(models=["distilbert"], precisions=["int8"])
+def test_layers(eb_model, layer_profile):
+    batch = eb_model.batch(4)
+    table = layer_profile(eb_model.forward(batch), items=4, passes=3)
+    types = {row["layer_type"] for row in table["per_type"]}
+    assert {"attention", "ffn"} <= types, types
+    assert sum(row["share"] for row in table["per_type"]) == pytest.approx(1.0, abs=0.2)
+    assert table["hook_overhead"]["with_hooks_s"] > 0 and table["per_layer"][0]["calls"] == 3
 """
     )
     result = project.runpytest_subprocess("test_callable.py", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     [run] = saved_runs(project)
     [record] = run["records"]
     assert record["budget"]["baseline_precision"] == "fp32" and record["precision"] == "int8"
