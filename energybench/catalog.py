@@ -42,6 +42,7 @@ class Metric:
     energy_like: bool = False
     comparable: bool = True
     timed: bool = False
+    custom: bool = False  # declared by a user's benchmark at run time (see add_metric)
 
     def __post_init__(self) -> None:
         if self.direction not in ("lower", "higher"):
@@ -113,6 +114,26 @@ METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
 TIMED_METRICS = tuple(m.name for m in METRIC_LIST if m.timed)
 ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
 QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task}  # task -> its quality metric
+
+
+def add_metric(added: Metric) -> Metric:
+    """Declare a user's own metric at run time (``eb_record``, or a saved run that carries one),
+    so the comparison, the gate, the history and the report know its direction and unit.
+
+    Adding the same declaration again is a no-op; a built-in name, or the same name with another
+    direction or unit, raises ValueError with the line to show."""
+    known = METRICS.get(added.name)
+    if known is None:
+        METRICS[added.name] = added
+        return added
+    if not known.custom:
+        raise ValueError(f"metric {added.name!r} is a built-in energybench metric; give your metric another name")
+    if (known.direction, known.unit) != (added.direction, added.unit):
+        raise ValueError(
+            f"metric {added.name!r} is already declared as {known.direction} is better in {known.unit!r}; "
+            f"got {added.direction} in {added.unit!r}: keep one declaration per name"
+        )
+    return known
 
 
 def metric(name: str) -> Metric:

@@ -82,11 +82,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from energybench.results.store import load_run, load_runs, resolve_ref  # deferred: heavy
 
-    limits = parse_fail_on(args.fail_on)
-    if args.fail_on is not None and not limits:
-        raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
+    parse_fail_on(args.fail_on, strict=False)  # a malformed limit stops before any run is read
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
     run_b = load_run(resolve_ref(args.run_b, args.reports_dir))
+    limits = parse_fail_on(args.fail_on)  # now the runs' own metrics are known
+    if args.fail_on is not None and not limits:
+        raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
     history, _ = load_runs(args.reports_dir)  # the drift band: earlier runs of the same machine
     comparison = compare_runs(run_a, run_b, limits, history)
     print(render(comparison, args.format))

@@ -338,7 +338,7 @@ def gate_settings(raw: dict[str, Any], reports: Path) -> dict[str, Any]:
 
     ref, fail_on, baseline = raw.get("compare"), raw.get("fail_on"), raw.get("save_baseline")
     try:
-        if fail_on is not None and not parse_fail_on(fail_on):
+        if fail_on is not None and not parse_fail_on(fail_on, strict=False):
             raise CompareError(f"--fail-on {fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
         if baseline:
             check_baseline_name(baseline)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from energybench.catalog import METERED_METRICS, OPTIONS, Option
+from energybench.catalog import ALL_PRECISIONS, METERED_METRICS, OPTIONS, Option
 from energybench.catalog import SELECTABLE_METRICS as METRICS
 from energybench.harness import xdist as scaleout
 from energybench.harness.options import Settings, SettingsError, parse
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # heavy (torch): imported where used
 SESSION_KEY = pytest.StashKey["BenchSession"]()
 GPUS_KEY = pytest.StashKey[list]()
 COLLECTION_ERRORS_KEY = pytest.StashKey[int]()
+MARKER_ERRORS_KEY = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,7 +52,11 @@ def option_value(config: pytest.Config, option: Option) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "energybench(metric): an energybench benchmark of one metric")
+    config.addinivalue_line(
+        "markers",
+        "energybench(metric) or energybench(models=[...], precisions=[...]): a built-in benchmark of one "
+        "metric, or your own benchmark over model x precision",
+    )
 
     try:
         settings = parse(raw_options(config), config.rootpath)
@@ -135,15 +140,31 @@ def metric_of(definition: Any) -> str | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "eb_case" not in metafunc.fixturenames:
         return
-    metric = metric_of(metafunc.definition)
-    if metric not in METRICS:
-        raise pytest.UsageError(
-            f"{metafunc.definition.nodeid}: mark it @pytest.mark.energybench(<metric>) "
-            f"with a metric in {', '.join(METRICS)}"
-        )
+    definition = metafunc.definition
+    marker = definition.get_closest_marker("energybench")
     session = bench_session(metafunc.config)
-    cases = session.cases(metric)
+    if marker is not None and not marker.args:  # a user's own benchmark: models=[...], precisions=[...]
+        from energybench.harness.fixtures import user_cases  # deferred: heavy
+
+        try:
+            cases = user_cases(session, definition.originalname, marker.kwargs, metafunc.config.rootpath)
+        except SettingsError as error:
+            return marker_error(metafunc.config, f"{definition.nodeid}: @pytest.mark.energybench: {error}")
+    else:
+        metric = metric_of(definition)
+        if metric not in METRICS:
+            return marker_error(
+                metafunc.config,
+                f"{definition.nodeid}: mark it @pytest.mark.energybench(<metric>) with a metric in "
+                f"{', '.join(METRICS)}, or @pytest.mark.energybench(models=[...], precisions=[...]) for your own",
+            )
+        cases = session.cases(metric)
     metafunc.parametrize("eb_case", cases, ids=[c.id for c in cases])
+
+
+def marker_error(config: pytest.Config, line: str) -> None:
+    """Kept until collection ends, then one usage error (a line per test), before anything runs."""
+    config.stash.setdefault(MARKER_ERRORS_KEY, []).append(line)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -153,13 +174,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         case = case_of(item)
         if metric_of(item) is None and case is None:
             selected.append(item)
-        elif case is not None and case.metric in bench.settings.metrics:
+        elif case is not None and (is_user_case(case) or case.metric in bench.settings.metrics):
             selected.append(item)
         else:
             deselected.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-    order = {p: i for i, p in enumerate(sorted(bench.settings.precisions, key=lambda p: p == "mixed"))}
+    # fp32 first (the baseline budgets compare with), mixed last (its plan needs the study)
+    given = [*bench.settings.precisions, *ALL_PRECISIONS]
+    order = {p: (p != "fp32", p == "mixed", given.index(p)) for p in ALL_PRECISIONS}
     metric_order = {m: i for i, m in enumerate(METRICS)}
     backends = {b: i for i, b in enumerate(bench.settings.backends)}
 
@@ -168,9 +191,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if case is None:
             return (0, 0, "", 0, 0, 0)
         # timed metrics run in --blocks passes over the selection: block k of every timing test, then block k+1
-        return (1, case.block, case.model, backends[case.backend], order[case.precision], metric_order[case.metric])
+        block = getattr(case, "block", 1)
+        metric_rank = metric_order.get(case.metric, len(METRICS))
+        return (1, block, case.model, backends[case.backend], order[case.precision], metric_rank)
 
     items[:] = sorted(selected, key=key)
+
+
+def is_user_case(case: Any) -> bool:
+    from energybench.harness.fixtures import UserCase  # deferred: heavy
+
+    return isinstance(case, UserCase)
 
 
 def case_of(item: pytest.Item) -> Case | None:
@@ -182,10 +213,20 @@ def case_of(item: pytest.Item) -> Case | None:
 @pytest.hookimpl(tryfirst=True)  # before the terminal reporter prints the collection header
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[COLLECTION_ERRORS_KEY] = session.testsfailed  # only collection has failed so far
+    marker_errors = session.config.stash.get(MARKER_ERRORS_KEY, [])
+    if marker_errors:
+        raise pytest.UsageError("\n".join(marker_errors))
     cases = [case_of(item) for item in session.items]
     if any(cases):
+        metered = any(c and c.metric in METERED_METRICS for c in cases)
+        metered = metered or any("power_meter" in getattr(item, "fixturenames", ()) for item in session.items)
+        bench = bench_session(session.config)
         try:
-            bench_session(session.config).activate(with_energy=any(c and c.metric in METERED_METRICS for c in cases))
+            bench.activate(with_energy=metered)
+            if any(c is not None and is_user_case(c) for c in cases):
+                from energybench.harness.fixtures import activate_user_models  # deferred: heavy
+
+                activate_user_models(bench, {c.model for c in cases if c is not None and c.model not in bench.sources})
         except SettingsError as error:
             raise pytest.UsageError(str(error)) from None
 
@@ -208,6 +249,46 @@ def eb(request: pytest.FixtureRequest, eb_case: Case) -> Bench:
     from energybench.harness.fixture import Bench  # deferred: heavy
 
     return Bench(bench_session(request.config), eb_case, request.node.nodeid)
+
+
+@pytest.fixture
+def eb_model(eb: Any) -> Any:
+    """The case's loaded, converted model: .model, .tokenizer, .source, .implementation, .precision, .device."""
+    from energybench.harness.fixtures import EbModel  # deferred: heavy
+
+    return EbModel(eb)
+
+
+@pytest.fixture
+def power_meter(eb: Any) -> Any:
+    """power_meter.measure(run, items=N): energy per item, power and CO2 records of this test."""
+    from energybench.harness.fixtures import PowerMeter  # deferred: heavy
+
+    return PowerMeter(eb)
+
+
+@pytest.fixture
+def layer_profile(eb: Any, eb_model: Any) -> Any:
+    """layer_profile(run, items=N): the per-unit time / share / FLOPs table of the model."""
+    from energybench.harness.fixtures import LayerProfile  # deferred: heavy
+
+    return LayerProfile(eb, eb_model)
+
+
+@pytest.fixture
+def quality_budget(eb: Any, eb_model: Any) -> Any:
+    """quality_budget.check(name, value, higher_is_better=..., limit="1pp"): against this test's fp32 value."""
+    from energybench.harness.fixtures import QualityBudget  # deferred: heavy
+
+    return QualityBudget(eb, eb_model)
+
+
+@pytest.fixture
+def eb_record(eb: Any) -> Any:
+    """eb_record(name, value, unit=..., higher_is_better=...): one number of your own metric, saved in the run."""
+    from energybench.harness.fixtures import MetricRecorder  # deferred: heavy
+
+    return MetricRecorder(eb)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -263,7 +344,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     bench.finish(partial_reason(session, bench))
     bench.write_report()
-    if bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
+    if bench.gate_error is not None:
+        bench.notes.append(f"gate not applied: {bench.gate_error}")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    elif bench.comparison is not None and bench.comparison.regressions and session.exitstatus == 0:
         from energybench.results.compare import REGRESSION_EXIT_STATUS  # deferred: heavy
 
         session.exitstatus = REGRESSION_EXIT_STATUS

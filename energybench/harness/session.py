@@ -35,7 +35,7 @@ from energybench.models.registry import (
     task_of_checkpoint,
 )
 from energybench.progress import Prefixed
-from energybench.results.compare import Comparison, compare_runs, parse_fail_on, render
+from energybench.results.compare import CompareError, Comparison, compare_runs, parse_fail_on, render
 from energybench.results.environment import commit_info, machine_info
 from energybench.results.schema import Record, Run
 from energybench.results.store import load_run, load_runs, new_run_id, save_baseline, save_run, write_file
@@ -88,6 +88,9 @@ class BenchSession:
         self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
         self.study: dict[tuple, Any] = {}  # energybench.layers.study: layer tables, sensitivities, plans
         self.timed_blocks: dict[tuple[str, str, str], list[tuple[float, ...]]] = {}  # each block's rounds so far
+        self.custom_metrics: dict[str, dict[str, str]] = {}  # the run's own metrics (eb_record): direction, unit
+        self.fp32_values: dict[tuple[str, str], float] = {}  # (fp32 test id, name) -> value, for quality_budget
+        self.gate_error: str | None = None  # --fail-on named a metric no run declares, or with the wrong sign
 
     # -- start-up -------------------------------------------------------------------------
     def activate(self, with_energy: bool = False) -> None:
@@ -127,6 +130,11 @@ class BenchSession:
     def close(self) -> None:
         if self.meter_set is not None:
             self.meter_set.close()
+
+    def add_model(self, name: str) -> None:
+        """A registered model a test's marker names beyond --model; ModelSourceError if unusable."""
+        if name not in self.sources:
+            self.sources[name] = resolve(REGISTRY[name], self.settings.model_source)
 
     def resolve_source(self, name: str) -> ModelSource:
         if self.settings.model_path:
@@ -248,6 +256,7 @@ class BenchSession:
             meters=meters,
             partial=self.partial_reason is not None,
             partial_reason=self.partial_reason,
+            custom_metrics=dict(self.custom_metrics),
         )
 
     def meters_summary(self) -> dict[str, Any]:
@@ -285,9 +294,14 @@ class BenchSession:
             self.comparison = self.compare_with(run)
 
     def compare_with(self, run: Run) -> Comparison:
+        reference = load_run(self.settings.compare_path)  # declares its own metrics before the limits are read
+        try:
+            limits = parse_fail_on(self.settings.fail_on)
+        except CompareError as error:
+            self.gate_error = str(error)
+            limits = {}
         history, _ = load_runs(self.settings.reports_dir)  # the drift band: earlier runs of the same machine
-        limits = parse_fail_on(self.settings.fail_on)
-        comparison = compare_runs(load_run(self.settings.compare_path), run, limits, history)
+        comparison = compare_runs(reference, run, limits, history)
         if self.saved_path:
             write_file(self.saved_path / "comparison.md", render(comparison, "markdown") + "\n")
             write_file(self.saved_path / "comparison.json", render(comparison, "json") + "\n")
@@ -301,10 +315,15 @@ class BenchSession:
             "models": self.models_summary(),
             "machine": machine_info(str(self.device or "cpu")),
             "meters": self.meters_summary(),
+            "custom_metrics": self.custom_metrics,
         }
         return json.loads(json.dumps(output, default=str))  # plain types only: execnet carries nothing else
 
     def merge_worker(self, output: dict[str, Any]) -> None:
+        from energybench.results.schema import declare_custom_metrics  # deferred: heavy
+
+        declare_custom_metrics(output.get("custom_metrics", {}))
+        self.custom_metrics.update(output.get("custom_metrics", {}))
         self.records.extend(Record.from_dict(r) for r in output["records"])
         self.workers[output["worker"]] = output
 

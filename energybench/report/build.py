@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from energybench.catalog import METRICS
 from energybench.errors import UsageError
 from energybench.progress import progress_bar
 from energybench.report import draw, figures, layer_figures, tidy
@@ -168,6 +169,16 @@ def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[F
             lambda: figures.plan_predicted_vs_measured(frame),
         ),
     ]
+    custom = custom_metrics(frame)
+    if custom:
+        jobs.append(
+            FigureJob(
+                "custom-metrics",
+                "Your own metrics",
+                "Metrics your benchmarks declared with eb_record, by model and precision.",
+                lambda: figures.custom_metric_bars(frame, custom),
+            )
+        )
     jobs += trend_jobs(history, frame)
     if baseline is not None:
         deltas = delta_frame(baseline, run)
@@ -182,8 +193,13 @@ def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[F
     return jobs
 
 
+def custom_metrics(frame: pd.DataFrame) -> list[str]:
+    """The users' own metrics measured in this run (declared in the catalog when the run was loaded)."""
+    return [m.name for m in METRICS.values() if m.custom and not tidy.measured(frame, m.name).empty]
+
+
 def trend_jobs(history: pd.DataFrame, frame: pd.DataFrame) -> list[FigureJob]:
-    metrics = [m for m in TREND_METRICS if not tidy.measured(frame, m).empty]
+    metrics = [m for m in (*TREND_METRICS, *custom_metrics(frame)) if not tidy.measured(frame, m).empty]
     if history.empty or history["run_id"].nunique() < 2:
         only = history if not history.empty else frame
         return [

@@ -283,6 +283,24 @@ def metric_bars(frame: pd.DataFrame) -> Figure:
     return draw.stamp(figure, frame)
 
 
+def custom_metric_bars(frame: pd.DataFrame, metrics: list[str]) -> Figure:
+    """The run's own metrics (declared by users' benchmarks), model by precision, one panel each."""
+    figure = draw.new_figure(max(5.0, 4.2 * max(len(metrics), 1)), 4.2)
+    figure.suptitle("Your own metrics by model and precision")
+    axes = figure.subplots(1, max(len(metrics), 1), squeeze=False).ravel()
+    for ax, metric in zip(axes, metrics or [""]):
+        declared = METRICS.get(metric)
+        direction = "higher is better" if declared and declared.higher_is_better else "lower is better"
+        ax.set_title(f"{metric} ({direction})" if metric else "", fontsize=10)
+        rows = measured(frame, metric)
+        if rows.empty:
+            draw.not_measured(ax, missing_reason(frame, metric) if metric else "no custom metric in this run")
+            continue
+        grouped(ax, rows, "display_value", lo="display_value_lo", hi="display_value_hi")
+        ax.set_ylabel(unit_label(rows), fontsize=8)
+    return draw.stamp(figure, frame)
+
+
 def radar(frame: pd.DataFrame) -> Figure:
     """One radar per model: each precision's gain over fp32 on every measured axis (fp32 = 1)."""
     models = sorted(frame["model"].unique()) if not frame.empty else []

@@ -89,23 +89,32 @@ class Limit:
 FAIL_ON_ITEM = re.compile(r"^(?P<metric>[a-z0-9-]+):(?P<sign>[+-])(?P<amount>[0-9]*\.?[0-9]+)(?P<unit>%|pp)$")
 
 
-def parse_fail_on(spec: str | None) -> dict[str, Limit]:
-    """``"latency:+10%,accuracy:-0.5pp"`` -> limits; the sign must point the metric's worse way."""
+def parse_fail_on(spec: str | None, strict: bool = True) -> dict[str, Limit]:
+    """``"latency:+10%,accuracy:-0.5pp"`` -> limits; the sign must point the metric's worse way.
+
+    ``strict=False`` (before a session runs) lets a name the catalog does not know yet through:
+    a user's benchmark declares its own metrics as it runs, and the strict parse at compare time,
+    once the runs are loaded, checks the name and its sign."""
     limits: dict[str, Limit] = {}
     for item in (spec or "").split(","):
         item = item.strip()
         if item:
-            limit = parse_limit(item)
+            limit = parse_limit(item, strict)
             limits[limit.metric] = limit
     return limits
 
 
-def parse_limit(item: str) -> Limit:
-    accepted = f"metric:+N% or metric:-N% (accuracy also -Npp) with metric in {', '.join(directed_metrics())}"
+def parse_limit(item: str, strict: bool = True) -> Limit:
+    accepted = (
+        f"metric:+N% or metric:-N% (accuracy also -Npp) with metric in {', '.join(directed_metrics())} "
+        "or a custom metric your benchmarks record"
+    )
     match = FAIL_ON_ITEM.match(item)
     if not match:
         raise CompareError(f"--fail-on {item!r}: not metric:<sign><number><unit>; accepted: {accepted}")
     metric, sign, unit = match["metric"], match["sign"], match["unit"]
+    if metric not in directed_metrics() and not strict and unit == "%":
+        return Limit(metric, float(match["amount"]), unit)
     if metric not in directed_metrics():
         raise CompareError(f"--fail-on {item!r}: unknown metric {metric!r}; accepted: {accepted}")
     worse_sign = "-" if higher_is_better(metric) else "+"

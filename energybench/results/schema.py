@@ -213,6 +213,7 @@ class Run:
     meters: dict[str, Any] = field(default_factory=dict)
     partial: bool = False  # interrupted or stopped early: never a baseline, never `latest`
     partial_reason: str | None = None  # why it is partial (Ctrl-C, -x, collection errors)
+    custom_metrics: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> direction, unit, description
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,7 +237,27 @@ class Run:
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in raw.items() if k in fields}
         kwargs["records"] = [Record.from_dict(r) for r in raw.get("records", [])]
+        declare_custom_metrics(raw.get("custom_metrics") or {})
         return cls(**kwargs)
+
+
+def declare_custom_metrics(declared: dict[str, dict[str, str]]) -> None:
+    """Make a loaded run's own metrics known to the catalog, so compare, history and report read
+    their direction and unit like a built-in's."""
+    from energybench.catalog import add_metric  # deferred: heavy
+
+    for name, facts in declared.items():
+        try:
+            add_metric(custom_metric(name, facts))
+        except (KeyError, TypeError, ValueError) as error:
+            raise SchemaError(f"custom metric {name!r}: {error}") from None
+
+
+def custom_metric(name: str, facts: dict[str, str]) -> Any:
+    """The catalog Metric of a user's metric declared as ``{direction, unit, description}``."""
+    from energybench.catalog import Metric  # deferred: heavy
+
+    return Metric(name, facts["direction"], facts["unit"], facts.get("description", ""), selectable=False, custom=True)
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
