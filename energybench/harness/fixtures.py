@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import ALL_PRECISIONS, METRICS, add_metric
+from energybench.catalog import ALL_PRECISIONS, GATED_BASES, METRICS, add_metric
 from energybench.harness.fixture import Bench, truth_check
 from energybench.harness.options import SettingsError
 from energybench.harness.session import BenchSession, Case
@@ -369,7 +369,12 @@ class PowerMeter:
             f"{result.window_s:.2f} s window over {result.calls} calls of {items} {item}s; "
             f"idle baseline {settings.idle_s:.1f} s"
         )
-        common = {"shape": shape or {}, "details": energy_details(result), "reason": result.reason}
+        common = {
+            "shape": shape or {},
+            "details": energy_details(result),
+            "reason": result.reason,
+            "basis": result.method,
+        }
         common["status"] = "ok" if result.reason is None else "skipped"
         power = self.bench.record(result.avg_power_w, "W", method, metric="power", **common)
         co2 = None
@@ -401,7 +406,7 @@ class PowerMeter:
         if baseline is None:
             return None
         ratio = per_item_j / baseline.value
-        gated = method != "estimated" and baseline.details.get("gated", False)
+        gated = method in GATED_BASES and baseline.basis in GATED_BASES  # never on an estimate
         note = "x fp32" + ("" if gated else " (estimated: not gated)")
         return Budget("fp32", baseline.value, ratio, limit, note, passed=(ratio <= limit) or not gated)
 
@@ -410,7 +415,6 @@ def energy_details(result: Any) -> dict[str, Any]:
     details = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("readings", "idle")}
     details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
     details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
-    details["gated"] = result.method != "estimated"
     details.update(truth_check(result.readings[result.primary]))
     return details
 
