@@ -182,10 +182,10 @@ def test_params(eb_model, eb_record, quality_budget):
 def test_layers(eb_model, layer_profile):
     batch = eb_model.batch(4)
     table = layer_profile(eb_model.forward(batch), items=4, passes=3)
-    types = {row["layer_type"] for row in table["per_type"]}
+    types = {row.layer_type for row in table.per_type}
     assert {"attention", "ffn"} <= types, types
-    assert sum(row["share"] for row in table["per_type"]) == pytest.approx(1.0, abs=0.2)
-    assert table["hook_overhead"]["with_hooks_s"] > 0 and table["per_layer"][0]["calls"] == 3
+    assert sum(row.share for row in table.per_type) == pytest.approx(1.0, abs=0.2)
+    assert table.hook_overhead.with_hooks_s > 0 and table.per_layer[0].calls == 3
 """
     )
     result = project.runpytest_subprocess("test_callable.py", "-p", "no:cacheprovider")

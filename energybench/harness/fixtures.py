@@ -21,6 +21,7 @@ from energybench.catalog import ALL_PRECISIONS, GATED_BASES, METRICS, add_metric
 from energybench.harness.fixture import Bench, truth_check
 from energybench.harness.options import SettingsError
 from energybench.harness.session import BenchSession, Case
+from energybench.layers.rows import LayerTable
 from energybench.models.registry import REGISTRY, ModelSourceError, resolve_path
 from energybench.results.schema import Budget, Record, custom_metric
 
@@ -430,7 +431,8 @@ class LayerProfile:
 
     def __call__(
         self, run: Callable[[], None] | None = None, *, items: int | None = None, passes: int = 5
-    ) -> dict[str, Any]:
+    ) -> LayerTable:
+        """The typed per-unit and per-type table (energybench.layers.rows.LayerTable) of ``run``."""
         from energybench.layers import units as layers  # deferred: heavy
 
         model = self.eb_model.model
@@ -446,8 +448,7 @@ class LayerProfile:
         prof = layers.profile(model, run, self.bench.device, passes, model_units)
         flops, total = layers.flops_per_unit(model, run, model_units)
         table = layers.table(prof, model_units, flops, total, items, None)
-        table["hook_overhead"] = layers.hook_overhead(prof, items)
-        return table
+        return dataclasses.replace(table, hook_overhead=layers.hook_overhead(prof, items))
 
 
 def activate_user_models(session: BenchSession, models: set[str]) -> None:
