@@ -214,9 +214,11 @@ def test_nvml_clock_power_limit_and_throttle_changes_between_the_ends_are_flagge
     gpus.clock_mhz, gpus.reasons = 1755, 0x4
     fake.nvmlDeviceGetEnforcedPowerLimit.return_value = 500000
     flags = meter.stop().details["flags"]
-    assert flags == ["sm_clock_mhz changed in the window: 1980 -> 1755",
-                     "power_limit_w changed in the window: 700.0 -> 500.0",
-                     "clock_event_reasons changed in the window: [] -> ['sw_power_cap']"]  # fmt: skip
+    assert flags == [
+        "sm_clock_mhz changed in the window: 1980 -> 1755",
+        "power_limit_w changed in the window: 700.0 -> 500.0",
+        "clock_event_reasons changed in the window: [] -> ['sw_power_cap']",
+    ]
 
 
 def test_nvml_without_the_instant_field_or_the_new_reasons_call_falls_back():

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.models.linears import conv1d_to_linear
+
 MIN_TORCHAO = (0, 17)
 MIN_TORCH = (2, 11)
 INSTALL_HINT = "install energybench[backends] for torchao (pip install 'torchao>=0.17')"
@@ -170,7 +172,6 @@ def quantize(
     filter_fn: Callable[[nn.Module, str], bool] = kernel_friendly,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Quantize ``model`` (modified in place) on ``device``; returns the model to run and the details."""
-    from energybench.models.precision import conv1d_to_linear  # deferred: heavy
 
     quantization = import_torchao()
     converted = conv1d_to_linear(model)
