@@ -12,13 +12,12 @@ import pytest
 import torch
 
 from energybench import data
-from energybench.catalog import GATED_BASES
 from energybench.harness.options import Settings
 from energybench.harness.session import BenchSession, Case
 from energybench.layers import ablation, study
 from energybench.layers.rows import ImpactStudy, Plan
 from energybench.layers.units import LayerMappingError
-from energybench.measure import energy, workloads
+from energybench.measure import workloads
 from energybench.measure.quality import eval_text, max_positions
 from energybench.measure.workloads import serialized_size
 from energybench.models.precision import PrecisionUnsupported, Prepared
@@ -266,83 +265,6 @@ class Bench:
             **fields,
         )
         return self.session.add(record)
-
-    def record_energy(self) -> Record:
-        """Energy per item (sample, or token for GPT-2), average power and CO2, each with its method."""
-        meters = self.session.meter_set
-        if meters is None or meters.primary() is None:
-            absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
-            self.skip(f"no power meter can run here ({absent or 'meters not opened'})")
-        batch_size = self.settings.batch_size
-        shape = self.shape(batch_size)
-        run = workloads.forward_call(self.prepared.model, self.input_batch(batch_size), self.device)
-        self.warm_compile(run)
-        items, unit = (batch_size * shape["seq_len"], "token") if self.is_causal_lm else (batch_size, "sample")
-        idle = self.session.idle_reading(meters.primary())
-        result = energy.measure(
-            run,
-            meters,
-            idle,
-            items_per_call=items,
-            configured_min_s=self.settings.energy_min_s,
-            min_calls=self.settings.energy_min_calls,
-        )
-        details = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("readings", "idle")}
-        details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
-        details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
-        details.update(truth_check(result.readings[result.primary]))
-        method = (
-            f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
-            f"{result.window_s:.2f} s window over {result.calls} calls of {items} {unit}s; "
-            f"idle baseline {self.settings.idle_s:.1f} s"
-        )
-        common = {
-            "basis": result.method,
-            "shape": shape,
-            "details": details,
-            "reason": result.reason,
-            "status": "ok" if result.reason is None else "skipped",
-        }
-        self.record(result.avg_power_w, "W", method, metric="power", **common)
-        if result.co2_per_item_g is not None or result.reason:
-            co2_method = f"energy per {unit} x CodeCarbon grid intensity ({self.settings.country}); " + method
-            co2_reason = result.reason
-            self.record(
-                result.co2_per_item_g, f"gCO2eq/{unit}", co2_method, metric="co2", **{**common, "reason": co2_reason}
-            )
-        budget = self.energy_budget(result.per_item_j, result.method)
-        status = "budget-breach" if budget and not budget.passed else common["status"]
-        record = self.record(result.per_item_j, f"J/{unit}", method, budget=budget, **{**common, "status": status})
-        if budget and not budget.passed:
-            pytest.fail(budget.message("energy", self.case.precision, result.per_item_j), pytrace=False)
-        return record
-
-    def energy_budget(self, per_item_j: float | None, basis: str) -> Budget | None:
-        """An optional "energy per item <= ratio x fp32" budget; never gated on estimated energy."""
-        limit = self.settings.budget_for("energy", self.case.model, self.case.precision)
-        if limit is None or per_item_j is None or (self.case.precision, self.case.backend) == ("fp32", "eager"):
-            return None
-        baseline = next(
-            (
-                r
-                for r in self.session.records
-                if (r.model, r.precision, r.backend, r.metric, r.status)
-                == (self.case.model, "fp32", "eager", "energy", "ok")
-            ),
-            None,
-        )
-        if baseline is None or baseline.value is None:
-            return None
-        ratio = per_item_j / baseline.value
-        gated = basis in GATED_BASES and baseline.basis in GATED_BASES
-        return Budget(
-            "fp32",
-            baseline.value,
-            ratio,
-            limit,
-            "x fp32" + ("" if gated else " (estimated: not gated)"),
-            passed=(ratio <= limit) or not gated,
-        )
 
     def record_quality(self, fail_on_budget: bool = True) -> Record:
         """Measure accuracy/perplexity, compare with the fp32 baseline, record, assert the budget
