@@ -5,7 +5,9 @@ prepared first, then timed in interleaved rounds (each round calls every variant
 rotating order), so the ratios come from ONE run under the same load. Median and IQR per variant.
 Accuracy: int8-static vs fp32 on the embedded DistilBERT (SST-2 validation, 872 sentences).
 
-usage: python tools/backend_speed.py [--rounds 30] [--skip-accuracy] [--skip-latency]
+usage: python tools/backend_speed.py [--rounds 30] [--skip-accuracy] [--skip-latency] [--variants eager:fp32,...]
+
+torch.compile variants compile during the warm-up call (its time is printed apart, never in the rounds).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from energybench.measure.workloads import fixed_batch
 from energybench.models import registry
 from energybench.models.backends import backend
 
-VARIANTS = (("eager", "fp32"), ("eager", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8-static"))
+VARIANTS = (
+    ("eager", "fp32"),
+    ("eager", "int8"),
+    ("compile", "fp32"),
+    ("compile", "int8"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8-static"),
+)
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -33,7 +42,7 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, median, q3
 
 
-def latency_table(rounds: int) -> None:
+def latency_table(rounds: int, variants: tuple[tuple[str, str], ...]) -> None:
     spec = registry.REGISTRY["distilbert"]
     loaded = registry.load(registry.resolve_shape_only(spec))
     # shape-only has no tokenizer: int8-static calibrates with the embedded model's tokenizer (its ids are
@@ -43,7 +52,7 @@ def latency_table(rounds: int) -> None:
     cpu = torch.device("cpu")
     batch = fixed_batch(None, vocab_size=loaded.model.config.vocab_size, batch_size=1, seq_len=128)
     runners, notes = {}, {}
-    for name, precision in VARIANTS:
+    for name, precision in variants:
         start = time.perf_counter()
         runner = backend(name)
         runners[(name, precision)] = (runner, runner.prepare(copy.deepcopy(loaded.model), precision, cpu, loaded))
@@ -52,8 +61,11 @@ def latency_table(rounds: int) -> None:
     times: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
     keys = list(runners)
     with torch.inference_mode():
-        for key in keys:  # warm-up
+        for key in keys:  # warm-up (torch.compile compiles here)
             runners[key][1].model(**batch)
+            compiled = getattr(runners[key][1].model, "compile_s", None)
+            if compiled:
+                print(f"{key[0]} {key[1]}: compiled in {sum(compiled.values()):.0f} s (not in the rounds)", flush=True)
         for r in range(rounds):
             for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
                 start = time.perf_counter()
@@ -99,12 +111,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--variants",
+        type=lambda text: tuple(tuple(v.split(":")) for v in text.split(",")),
+        default=VARIANTS,
+        help="backend:precision,... (default: %(default)s); eager:fp32 is the base and always included",
+    )
     args = parser.parse_args()
     print(f"start: {threads()}")
     if not args.skip_accuracy:
         accuracy_table()
     if not args.skip_latency:
-        latency_table(args.rounds)
+        latency_table(args.rounds, tuple(dict.fromkeys((("eager", "fp32"), *args.variants))))
     print(f"end: {threads()}")
 
 

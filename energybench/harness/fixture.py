@@ -134,8 +134,7 @@ class Bench:
             )
         rounds = benchmark.stats.stats.data
         self.event_timing = cuda_event_stats(events[-len(rounds) :])
-        key = (self.case.model, self.case.precision, self.case.metric)
-        blocks = self.session.timed_blocks.setdefault(key, [])
+        blocks = self.session.timed_blocks.setdefault(self.case.series, [])
         blocks.append(tuple(rounds))
         return TimingStats.from_blocks(blocks)
 

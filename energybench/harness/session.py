@@ -58,6 +58,11 @@ class Case:
         block = f"-block{self.block}of{self.blocks}" if self.blocks > 1 else ""
         return f"{self.model}-{variant(self.precision, self.backend)}{block}"
 
+    @property
+    def series(self) -> tuple[str, str, str]:
+        """The series its record belongs to (``Record.series``): the same for every block of a case."""
+        return (self.model, variant(self.precision, self.backend), self.metric)
+
 
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -221,8 +226,7 @@ class BenchSession:
     # -- records and the run --------------------------------------------------------------
     def add(self, record: Record) -> Record:
         if record.metric in TIMED_METRICS:  # one record per case, rewritten by each block (or its skip)
-            key = (record.model, record.precision, record.metric)
-            self.records = [r for r in self.records if (r.model, r.precision, r.metric) != key]
+            self.records = [r for r in self.records if r.series != record.series]
         self.records.append(record)
         if record.test_id:
             self.recorded_tests.add(record.test_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from energybench.catalog import METERED_METRICS
+from energybench.catalog import METERED_METRICS, TIMED_METRICS
 from energybench.harness.options import SettingsError
 
 
@@ -55,6 +55,21 @@ def check_cpu_energy(worker_count: int, metrics: tuple[str, ...], gpus: list[str
             f"pytest-xdist: energy on the CPU with {worker_count} workers would put several workloads in one "
             "CPU package's energy window; run energy with -n 0, or on GPUs with one worker per GPU"
         )
+
+
+def block_distribution(dist: str, blocks: int, metrics: tuple[str, ...]) -> str:
+    """The --dist mode that keeps every block of a timed test on one worker: ``loadgroup``.
+
+    Each block is its own test; spread over workers (``load``), each worker would save a record
+    of its own blocks alone. ``-n N`` (dist ``load``) becomes ``loadgroup``; another mode is refused."""
+    if blocks <= 1 or not set(TIMED_METRICS) & set(metrics) or dist == "loadgroup":
+        return dist
+    if dist == "load":
+        return "loadgroup"
+    raise SettingsError(
+        f"pytest-xdist --dist {dist} would split a timed test's {blocks} blocks over workers; "
+        "use --dist loadgroup (energybench's default with -n) or --blocks 1"
+    )
 
 
 def count_gpus_without_cuda_init() -> int:

@@ -44,7 +44,7 @@ def abba_order(pairs: int) -> list[tuple[int, str]]:
 
 
 def measured(run: Run) -> dict[Key, Record]:
-    return {(r.model, r.precision, r.metric): r for r in run.records if r.metric in directed_metrics()}
+    return {r.series: r for r in run.records if r.metric in directed_metrics()}
 
 
 def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
@@ -65,7 +65,7 @@ def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
 
 
 def selection(run: Run) -> set[tuple[str, str, str, tuple]]:
-    return {(r.model, r.precision, r.metric, tuple(sorted(r.shape.items()))) for r in measured(run).values()}
+    return {(*r.series, tuple(sorted(r.shape.items()))) for r in measured(run).values()}
 
 
 def describe(items: list[tuple]) -> str:

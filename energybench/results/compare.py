@@ -393,7 +393,7 @@ def compare_runs(
 
 def index(records: list[Record]) -> dict[tuple[str, str, str], Record]:
     """Records by (model, precision as run by its backend, metric): backends are never aligned together."""
-    return {(r.model, r.variant, r.metric): r for r in records}
+    return {r.series: r for r in records}
 
 
 def compare_pair(

@@ -157,6 +157,12 @@ class Record:
         """The precision as run by its backend (``int8``, ``onnxruntime-int8-static``)."""
         return variant(self.precision, self.backend)
 
+    @property
+    def series(self) -> tuple[str, str, str]:
+        """What this record is a measurement of: (model, precision as run by its backend, metric).
+        Records of one series are aligned by compare and A/B, and rewritten block after block."""
+        return (self.model, self.variant, self.metric)
+
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
