@@ -13,6 +13,7 @@ from energybench.results import store
 from energybench.results.answer import answer_table, shape_note
 from energybench.results.recommend import parse_budget, recommend
 from energybench.results.schema import Budget, Record, Run
+from energybench.results.summary import note
 from tests.report_runs import SOURCES, make_run, timed
 
 COMMON = {"source": SOURCES["distilbert"], "device": "cpu"}
@@ -138,3 +139,8 @@ def test_cli_recommend(tmp_path, capsys):
 
 def run_of(records: list[Record]) -> Run:
     return Run("20261124T100000Z-cccccc", "t", "t", "0.1.0", {}, {}, {}, {}, records)
+
+
+def test_the_terminal_summary_gives_energy_per_thousand():
+    energy = next(r for r in make_run().records if (r.precision, r.metric) == ("int8", "energy"))
+    assert "320 J = 0.08889 Wh per 1,000 items" in note(energy)
