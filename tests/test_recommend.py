@@ -144,3 +144,15 @@ def run_of(records: list[Record]) -> Run:
 def test_the_terminal_summary_gives_energy_per_thousand():
     energy = next(r for r in make_run().records if (r.precision, r.metric) == ("int8", "energy"))
     assert "320 J = 0.08889 Wh per 1,000 items" in note(energy)
+
+
+def test_a_configuration_without_a_quality_record_is_named_not_chosen():
+    run = make_run(models=("distilbert",), layers=False)
+    run.records.append(
+        Record(
+            "distilbert", "int8", "energy", 0.1, "J/sample", method="m", basis="measured", backend="compile", **COMMON
+        )
+    )
+    found = recommend(run)[0]
+    assert found.winner.config.variant == "int8"  # compile-int8 uses less energy, but its loss is unknown
+    assert found.line().endswith("; not considered, no quality record: compile-int8")

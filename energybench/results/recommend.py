@@ -46,9 +46,14 @@ class Recommendation:
     runner_up: Candidate | None
     closest: Candidate | None  # nothing met the budget: the one over it by the least
     reason: str  # why there is no winner ("" when there is one)
+    unjudged: tuple[str, ...] = ()  # measured, but without a quality record: not candidates
 
     def line(self) -> str:
         """One line: the winner, its value, its margin and basis; or why there is none."""
+        unjudged = f"; not considered, no quality record: {', '.join(self.unjudged)}" if self.unjudged else ""
+        return self.verdict() + unjudged
+
+    def verdict(self) -> str:
         if self.winner is None:
             return f"{self.model}: {self.reason}"
         w = self.winner
@@ -126,10 +131,12 @@ def recommend_model(run: Run, model: str, objective: str, budget: tuple[str, flo
         reason = not_measured(records, model, objective)
         return Recommendation(model, objective, None, None, None, reason)
     passing = sorted((c for c in every if passes(c.config, c.loss, budget)), key=lambda c: c.value)
+    unjudged = tuple(dict.fromkeys(c.config.variant for c in every if c.loss is None and not c.config.is_baseline))
     if passing:
-        return Recommendation(model, objective, passing[0], passing[1] if len(passing) > 1 else None, None, "")
+        runner_up = passing[1] if len(passing) > 1 else None
+        return Recommendation(model, objective, passing[0], runner_up, None, "", unjudged)
     closest = min(every, key=lambda c: over_by(c, budget))
-    return Recommendation(model, objective, None, None, closest, nothing_meets(closest, budget))
+    return Recommendation(model, objective, None, None, closest, nothing_meets(closest, budget), unjudged)
 
 
 def nothing_meets(closest: Candidate, budget: tuple[str, float] | None) -> str:
