@@ -27,7 +27,7 @@ class Metric:
     recorded by the energy benchmark). ``metered``: its benchmark opens the power meters.
     ``deterministic``: the same model and data give the same number (compared exactly).
     ``energy_like``: a figure with an energy basis (measured / sampled / estimated / apportioned).
-    ``comparable``: compared between runs and gated on (``impact``'s value is a correlation, not a cost).
+    ``comparable``: compared between runs and gated on (``impact`` and ``energy-impact-rho`` are not costs).
     ``timed``: measured in timed rounds, in ``--blocks`` blocks spread over the session.
     """
 
@@ -43,6 +43,7 @@ class Metric:
     comparable: bool = True
     timed: bool = False
     custom: bool = False  # declared by a user's benchmark at run time (see add_metric)
+    recorded_by: str = "energy"  # not selectable: the benchmark that records it
 
     def __post_init__(self) -> None:
         if self.direction not in ("lower", "higher"):
@@ -102,9 +103,18 @@ METRIC_LIST = (
     Metric(
         "impact",
         "higher",
-        "rho",
-        "per-unit prediction impact (ablation KL) and its energy correlation",
+        "nats",
+        "per-unit prediction impact (ablation KL), the rows in details; the value is the largest unit's",
         metered=True,
+        comparable=False,
+    ),
+    Metric(
+        "energy-impact-rho",
+        "higher",
+        "rho",
+        "Spearman rho between per-unit energy and impact, p-value and CI in details",
+        selectable=False,
+        recorded_by="impact",
         comparable=False,
     ),
 )
@@ -446,7 +456,7 @@ def options_reference() -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in METRIC_LIST:
-        name = f"`{m.name}`" if m.selectable else f"`{m.name}` (recorded by `energy`)"
+        name = f"`{m.name}`" if m.selectable else f"`{m.name}` (recorded by `{m.recorded_by}`)"
         task = m.task or "any"
         lines.append(
             f"| {name} | {m.direction} is better | {m.unit} | {task} | {'yes' if m.metered else ''} | {m.description} |"

@@ -213,6 +213,28 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
     report.set_defaults(func=cmd_report)
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from energybench.results.recommend import recommend  # deferred: heavy
+    from energybench.results.store import load_run, resolve_ref  # deferred: heavy
+
+    run = load_run(resolve_ref(args.run, args.reports_dir))
+    for found in recommend(run, args.objective, args.budget):
+        print(found.line())
+    return 0
+
+
+def add_recommend_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    found = sub.add_parser(
+        "recommend",
+        parents=[common],
+        help="per model, the measured configuration that meets every quality budget at the least energy or latency",
+    )
+    found.add_argument("run", nargs="?", default="latest", help="run folder, run id, 'latest' or baseline [latest]")
+    found.add_argument("--objective", choices=("energy", "latency"), default="energy", help="what to minimize [energy]")
+    found.add_argument("--budget", metavar="SPEC", help="override the quality budget: accuracy:1.0pp or perplexity:5%%")
+    found.set_defaults(func=cmd_recommend)
+
+
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from energybench.results.compare import FORMATS, directed_metrics  # deferred: heavy
@@ -257,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.set_defaults(func=cmd_import)
     add_report_parser(sub)
     add_ab_parser(sub, common)
+    add_recommend_parser(sub, common)
     return parser
 
 

@@ -3,6 +3,8 @@ precisions, every metric, layer records as the layer-records spec describes, and
 
 from __future__ import annotations
 
+import dataclasses
+
 from energybench.layers.rows import (
     Correlation,
     ImpactRow,
@@ -167,12 +169,22 @@ def layer_records(model: str = "distilbert") -> list[Record]:
             model,
             "fp32",
             "impact",
-            0.89,
-            "rho",
-            method="ablation",
+            max(r.impact_score for r in impact_layers),
+            "nats",
+            method="largest per-unit impact score",
             details=ImpactStudy(
                 64, "KL", impact_layers, impact_types, {"per_layer": stats, "per_type": stats}, Plan.from_dict(plan)
             ).to_dict(),
+            **common,
+        ),
+        Record(
+            model,
+            "fp32",
+            "energy-impact-rho",
+            0.89,
+            "rho",
+            method="Spearman rho",
+            details={"correlation": {"per_layer": dataclasses.asdict(stats), "per_type": dataclasses.asdict(stats)}},
             **common,
         ),
         Record(

@@ -99,3 +99,27 @@ def test_an_old_run_compares_with_a_new_one_and_estimates_never_gate(old, tmp_pa
     assert rows["distilbert", "int8", "energy"].verdict == "worse"
     assert not rows["distilbert", "int8", "energy"].gated and not rows["distilbert", "int8", "energy"].failed
     assert rows["distilbert", "fp32", "latency"].verdict != "not comparable"
+
+
+def test_an_old_impact_record_holding_a_rho_loads_as_energy_impact_rho(old, old_raw):
+    raw = next(r for r in old_raw["records"] if r["metric"] == "impact")
+    records = by_key(old)
+    rho = records["distilbert", "fp32", "energy-impact-rho"]
+    assert (rho.value, rho.unit) == (raw["value"], "rho") and rho.details["correlation"] == raw["details"][
+        "correlation"
+    ]
+    impact = records["distilbert", "fp32", "impact"]
+    best = max(raw["details"]["per_layer"], key=lambda row: row["impact_score"])
+    assert (impact.value, impact.unit, impact.details["largest_unit"]) == (best["impact_score"], "nats", best["layer"])
+    assert len(old.records) == len(old_raw["records"]) + 1
+
+
+def test_a_schema_2_run_with_the_old_impact_name_is_split_too(old, tmp_path):
+    current = old.to_dict()
+    current["records"] = [r for r in current["records"] if r["metric"] != "energy-impact-rho"]
+    impact = next(r for r in current["records"] if r["metric"] == "impact")
+    impact.update(value=-0.57, unit="rho")  # as saved before the rename, at schema 2
+    (tmp_path / "run.json").write_text(json.dumps(current))
+    reloaded = load_run(tmp_path)
+    assert by_key(reloaded)["distilbert", "fp32", "energy-impact-rho"].value == -0.57
+    assert by_key(reloaded)["distilbert", "fp32", "impact"].unit == "nats"

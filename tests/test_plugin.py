@@ -238,7 +238,8 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(
         [
-            "distilbert  fp32       impact  * rho  *embedded*",
+            "distilbert  fp32       impact  * nats  *embedded*",
+            "distilbert  fp32       energy-impact-rho  * rho  *embedded*",
             "distilbert  mixed      accuracy  * %  *embedded*loss * pp, 95 % CI * McNemar p=* (budget 1.00)*",
         ]
     )
@@ -251,6 +252,11 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     assert set(energy["details"]["sum_check"]) == {"layers_s", "end_to_end_s", "ratio", "within_10pct"}
     impact = records["fp32", "impact"]["details"]
     assert impact["samples"] == 48 and impact["correlation"]["per_layer"]["x"] == "share"
+    largest = max(impact["per_layer"], key=lambda row: row["impact_score"])
+    assert records["fp32", "impact"]["value"] == largest["impact_score"] and impact["largest_unit"] == largest["layer"]
+    rho = records["fp32", "energy-impact-rho"]
+    assert rho["value"] == impact["correlation"]["per_layer"]["spearman_rho"]
+    assert rho["details"]["correlation"]["per_layer"]["spearman_p"] == impact["correlation"]["per_layer"]["spearman_p"]
     plan = impact["plan"]
     mixed_quality = records["mixed", "accuracy"]
     assert mixed_quality["details"]["plan"] == plan

@@ -369,9 +369,15 @@ class Bench:
             correlation=correlation,
             plan=study.mixed_plan(self) if self.device.type == "cpu" else None,
         )
+        largest = study.largest_impact(rows)
+        method = f"largest per-unit impact score ({ablation.IMPACT_SCORE}), every unit's in details"
+        details = {**found.to_dict(), "largest_unit": largest.layer, "largest_unit_type": largest.layer_type}
+        impact = self.record(largest.impact_score, "nats", method, details=details)
         per_layer = correlation["per_layer"]
         method = f"Spearman rho of per-unit {per_layer.x} vs impact score ({ablation.IMPACT_SCORE})"
-        return self.record(per_layer.spearman_rho, "rho", method, reason=per_layer.reason, details=found.to_dict())
+        rho = {"correlation": {level: dataclasses.asdict(c) for level, c in correlation.items()}}
+        self.record(per_layer.spearman_rho, "rho", method, "energy-impact-rho", reason=per_layer.reason, details=rho)
+        return impact
 
 
 def truth_check(reading: Any) -> dict[str, Any]:

@@ -188,6 +188,13 @@ def per_type(rows: list[ImpactRow]) -> list[ImpactTypeRow]:
     return out
 
 
+def largest_impact(rows: list[ImpactRow]) -> ImpactRow:
+    """The unit whose ablation moves the predictions most: the ``impact`` record's value. The largest
+    rather than the mean, because the question the number answers is "is there a unit this model
+    cannot lose?"; every unit's score stays in the record's rows."""
+    return max(rows, key=lambda r: r.impact_score)
+
+
 def correlations(rows: list[ImpactRow], types: list[ImpactTypeRow]) -> dict[str, Correlation]:
     """Energy vs impact. Apportioned energy is the time share x one window total, so when no meter
     reads, the share gives the same Pearson and Spearman coefficients; ``x`` says which was used."""

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from energybench.catalog import METRICS
 from energybench.errors import UsageError
 from energybench.progress import progress_bar
-from energybench.report import draw, figures, layer_figures, tidy
+from energybench.report import answer_figures, draw, figures, layer_figures, tidy
 from energybench.report.deltas import delta_frame
 from energybench.report.html import RenderedFigure, page
 from energybench.results.schema import Run, SchemaError
@@ -39,6 +39,7 @@ class FigureJob:
     title: str
     caption: str
     draw: Callable[[], Figure]
+    answer: bool = False  # drawn at the top of the page, with the answer table
 
 
 def resolve_run(spec: str | Path, reports_dir: Path) -> Path:
@@ -77,9 +78,53 @@ def history_runs(folder: Path, run: Run) -> list[Run]:
     return runs or [run]
 
 
+def answer_jobs(run: Run, frame: pd.DataFrame) -> list[FigureJob]:
+    """Per model: the Pareto front, precision x backend, cost against batch size and generation."""
+    jobs = []
+    for model in sorted(frame["model"].unique()):
+        jobs += [
+            FigureJob(
+                f"pareto-{model}",
+                f"{model}: Pareto front",
+                "Quality loss vs fp32 against energy and latency per item (the answer table's shapes); every "
+                "precision x backend and the mixed plan as a point; the non-dominated ones joined and labelled.",
+                lambda m=model: answer_figures.pareto(run, frame, m),
+                answer=True,
+            ),
+            FigureJob(
+                f"precision-backend-{model}",
+                f"{model}: precision x backend",
+                "Speed-up over eager fp32, quality loss and energy per item; one bar per backend.",
+                lambda m=model: answer_figures.precision_backend(run, frame, m),
+                answer=True,
+            ),
+            FigureJob(
+                f"batch-scaling-{model}",
+                f"{model}: cost per item against batch size",
+                "Latency per item (call latency / batch) and energy per item, one line per precision; "
+                "where two lines cross is named.",
+                lambda m=model: answer_figures.batch_scaling(run, frame, m),
+                answer=True,
+            ),
+        ]
+        if answer_figures.has_generation(run, model):
+            jobs.append(
+                FigureJob(
+                    f"generation-{model}",
+                    f"{model}: generation",
+                    "Decode tokens/s and J per generated token per precision; prefill (time to first token) vs "
+                    "decode time per token.",
+                    lambda m=model: answer_figures.generation(run, frame, m),
+                    answer=True,
+                )
+            )
+    return jobs
+
+
 def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[FigureJob]:
     frame, layers = tidy.run_frame(run), tidy.layer_frame(run)
-    jobs = [
+    jobs = answer_jobs(run, frame)
+    jobs += [
         FigureJob(
             f"overview-{model}",
             f"{model}: overview",
@@ -235,7 +280,9 @@ def render(job: FigureJob, folder: Path) -> RenderedFigure:
         if t.get_gid() == draw.NOT_MEASURED_GID
     ]
     encoded = base64.b64encode(svg.read_bytes()).decode("ascii")
-    return RenderedFigure(job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing)
+    return RenderedFigure(
+        job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing, answer=job.answer
+    )
 
 
 def build_report(

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from energybench.results.answer import AnswerRow, answer_table, shape_note, wh_per_1000
+from energybench.results.recommend import recommend
 from energybench.results.schema import Record, Run
 from energybench.results.summary import format_value
 
@@ -36,22 +38,25 @@ class RenderedFigure:
     svg_base64: str
     files: Sequence[str]
     not_measured: list[str] = field(default_factory=list)
+    answer: bool = False  # drawn in the answer section at the top of the page
 
 
 def page(
     run: Run, figures: list[RenderedFigure], deltas: pd.DataFrame | None = None, baseline: Run | None = None
 ) -> str:
     """The whole page as one string."""
+    answers = [f for f in figures if f.answer]
     sections = [
         header(run),
         navigation(figures, deltas is not None),
+        section("answer", "Which precision to ship", answer_html(run) + "".join(figure_html(f) for f in answers)),
         section("not-measured", "Not measured", not_measured_list(run, figures)),
-        section("summary", "Summary", summary_table(run.records)),
         section("budgets", "Budgets and verdicts", budget_table(run.records)),
     ]
     if deltas is not None:
         sections.append(section("comparison", "Comparison", comparison_table(deltas, baseline, run)))
-    sections.append(section("figures", "Figures", "".join(figure_html(f) for f in figures)))
+    sections.append(section("figures", "Figures", "".join(figure_html(f) for f in figures if not f.answer)))
+    sections.append(section("summary", "All records", summary_table(run.records)))
     sections.append(section("machine", "Machine, options and meters", machine_tables(run)))
     title = f"energybench report {run.run_id}"
     return (
@@ -101,10 +106,78 @@ def header(run: Run) -> str:
 
 
 def navigation(figures: list[RenderedFigure], compared: bool) -> str:
-    links = [("not-measured", "Not measured"), ("summary", "Summary"), ("budgets", "Budgets")]
+    links = [("answer", "Answer"), ("not-measured", "Not measured"), ("budgets", "Budgets")]
     links += [("comparison", "Comparison")] if compared else []
-    links += [("figures", "Figures"), ("machine", "Machine")]
+    links += [("figures", "Figures"), ("summary", "All records"), ("machine", "Machine")]
     return "<nav>" + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in links) + "</nav>"
+
+
+# -- the answer: recommendation and per-model table --------------------------------------------
+def answer_html(run: Run) -> str:
+    """The recommendation lines (least energy, least latency), then one table per model."""
+    lines = [found.line() for objective in ("energy", "latency") for found in recommend(run, objective)]
+    intro = (
+        "<p>The measured configuration that meets every quality budget with the least energy per item, "
+        "then with the least latency per item (<code>energybench recommend</code>):</p>"
+    )
+    recommendation = '<ul id="recommendation">' + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>"
+    note = shape_note(run.records)
+    caption = (
+        '<p class="meta">Ratios against eager fp32 of the same model. Loss: accuracy points (pp) or perplexity '
+        "increase (%), positive = worse. Energy per 1,000 inferences, the unit of Luccioni et al., "
+        f"<em>Power Hungry Processing</em> (2023). Shapes: {esc(note or 'one shape per metric')}.</p>"
+    )
+    tables = "".join(
+        f"<h3>{esc(model)}</h3>" + answer_rows_table(model, rows) for model, rows in answer_table(run).items()
+    )
+    return intro + recommendation + caption + tables
+
+
+def answer_rows_table(model: str, rows: list[AnswerRow]) -> str:
+    headers = (
+        "precision",
+        "backend",
+        "quality loss vs fp32",
+        "budget",
+        "verdict",
+        "speed-up",
+        "energy ratio",
+        "energy per 1,000 (J)",
+        "energy per 1,000 (Wh)",
+        "energy basis",
+        "size ratio",
+        "memory ratio",
+    )
+    return table(headers, (answer_cells(r) for r in rows), f"answer-{model}", numeric=(2, 5, 6, 7, 8, 10, 11))
+
+
+def answer_cells(row: AnswerRow) -> tuple[Any, ...]:
+    loss = row.loss
+    if loss is None:
+        verdict = "quality not measured"
+    elif loss.limit is None:
+        verdict = "baseline" if row.config.is_baseline else "no budget"
+    else:
+        verdict = "pass" if loss.passed else "BREACH"
+    per_1000 = row.energy_j_per_1000
+    return (
+        row.config.precision,
+        row.config.backend,
+        f"{loss.value:+.2f} {loss.unit}" if loss else "-",
+        f"{loss.limit:.2f} {loss.unit}" if loss and loss.limit is not None else "-",
+        verdict,
+        ratio_text(row.speedup),
+        ratio_text(row.energy_ratio),
+        number(per_1000, "{:.4g}"),
+        number(wh_per_1000(per_1000) if per_1000 is not None else None, "{:.4g}"),
+        row.energy_basis or "-",
+        ratio_text(row.size_ratio),
+        ratio_text(row.memory_ratio),
+    )
+
+
+def ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def not_measured_list(run: Run, figures: list[RenderedFigure]) -> str:

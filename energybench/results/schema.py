@@ -278,7 +278,31 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     if raw["schema_version"] < 2:
         records = [one_block({**r, "basis": basis_from_method(r)}) for r in raw.get("records", [])]
         raw = {**raw, "records": records, "schema_version": 2}
+    if any(is_old_impact(r) for r in raw.get("records", [])):
+        raw = {**raw, "records": [part for r in raw["records"] for part in split_impact(r)]}
     return raw
+
+
+def is_old_impact(record: dict[str, Any]) -> bool:
+    """Before ``energy-impact-rho`` existed, the ``impact`` record's value was that Spearman rho."""
+    return record.get("metric") == "impact" and record.get("unit") == "rho"
+
+
+def split_impact(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """An old ``impact`` record -> the ``impact`` record (its value the largest per-unit impact score,
+    the rows unchanged) and the ``energy-impact-rho`` record (the old value, the correlations)."""
+    if not is_old_impact(record):
+        return [record]
+    details = record.get("details") or {}
+    rho = {**record, "metric": "energy-impact-rho", "details": {"correlation": details.get("correlation") or {}}}
+    scores = [(row.get("impact_score"), row.get("layer")) for row in details.get("per_layer") or []]
+    scores = [(score, layer) for score, layer in scores if isinstance(score, (int, float))]
+    if not scores:
+        reason = record.get("reason") or "no per-unit impact rows in this old record"
+        return [{**record, "value": None, "unit": "nats", "reason": reason}, rho]
+    score, layer = max(scores, key=lambda pair: pair[0])
+    impact = {**record, "value": float(score), "unit": "nats", "details": {**details, "largest_unit": layer}}
+    return [impact, rho]
 
 
 def one_block(record: dict[str, Any]) -> dict[str, Any]:

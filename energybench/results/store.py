@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from energybench.errors import UsageError
+from energybench.results.answer import JOULES_PER_WH, PER_THOUSAND
 from energybench.results.schema import Record, Run, SchemaError
 from energybench.results.tables import layer_csvs
 
@@ -64,6 +65,10 @@ CSV_COLUMNS = (
     "budget_unit",
     "budget_passed",
     "test_id",
+    "backend",
+    "basis",
+    "energy_j_per_1000",  # derived: J/item x 1000, the unit of Luccioni et al. (2023), "Power Hungry Processing"
+    "energy_wh_per_1000",
 )
 
 
@@ -173,7 +178,18 @@ def flat_row(record: Record) -> dict[str, Any]:
         "budget_unit": budget.unit if budget else None,
         "budget_passed": budget.passed if budget else None,
         "test_id": record.test_id,
+        "backend": record.backend,
+        "basis": record.basis,
+        **per_thousand(record),
     }
+
+
+def per_thousand(record: Record) -> dict[str, float | None]:
+    """Energy per 1,000 inferences (J and Wh), derived from an ``energy`` record's J/item."""
+    if record.metric != "energy" or record.value is None:
+        return {"energy_j_per_1000": None, "energy_wh_per_1000": None}
+    joules = record.value * PER_THOUSAND
+    return {"energy_j_per_1000": joules, "energy_wh_per_1000": joules / JOULES_PER_WH}
 
 
 def records_csv(records: list[Record]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from energybench import catalog
 from energybench.layers.flatten import energy_basis
+from energybench.results.answer import JOULES_PER_WH, PER_THOUSAND
 from energybench.results.schema import Record
 
 
@@ -18,6 +19,8 @@ def note(record: Record) -> str:
     parts = []
     if record.metric in catalog.ENERGY_METRICS:
         parts.append(provenance(record))  # e.g. "estimated: codecarbon" -- provenance first
+    if record.metric == "energy":
+        parts.append(per_thousand(record.value))
     if record.timing:
         t = record.timing
         parts.append(f"IQR {t.iqr_s * 1000:.3f} ms, p99 {t.p99_s * 1000:.3f} ms, n={t.rounds}")
@@ -30,6 +33,12 @@ def note(record: Record) -> str:
         paired = f", {b.paired()}" if b.paired() else ""
         parts.append(f"loss {b.loss:+.2f} {b.unit}{paired} (budget {b.limit:.2f}) {'ok' if b.passed else 'BREACH'}")
     return "; ".join(parts)
+
+
+def per_thousand(joules_per_item: float) -> str:
+    """Energy per 1,000 inferences, the unit of Luccioni et al., "Power Hungry Processing" (2023)."""
+    joules = joules_per_item * PER_THOUSAND
+    return f"{joules:.4g} J = {joules / JOULES_PER_WH:.4g} Wh per 1,000 items"
 
 
 def provenance(record: Record) -> str:

@@ -1,0 +1,158 @@
+"""The answer table and the recommendation, over saved runs of real Record objects; the CLI driven."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from energybench.cli import main
+from energybench.errors import UsageError
+from energybench.results import store
+from energybench.results.answer import answer_table, shape_note
+from energybench.results.recommend import parse_budget, recommend
+from energybench.results.schema import Budget, Record, Run
+from energybench.results.summary import note
+from tests.report_runs import SOURCES, make_run, timed
+
+COMMON = {"source": SOURCES["distilbert"], "device": "cpu"}
+
+
+def by_model(found):
+    return {r.model: r for r in found}
+
+
+def test_energy_winner_margin_and_basis():
+    found = by_model(recommend(make_run(), "energy"))
+    bert = found["distilbert"]
+    # int8 0.32 J (loss 0.5 pp within 1.0) beats mixed 0.42 J (no budget recorded) and fp32 0.50 J
+    assert (bert.winner.config.precision, bert.runner_up.config.precision) == ("int8", "mixed")
+    line = bert.line()
+    assert "ship int8 on eager, batch 1: 0.32 J per item (estimated energy)" in line
+    assert "0.1 J (23.8 %) less than the runner-up mixed on eager" in line
+    assert found["gpt2"].winner.config.precision == "int8"  # +2.38 % perplexity within 5 %
+
+
+def test_budget_override_changes_the_winner():
+    found = by_model(recommend(make_run(), "energy", "accuracy:0.4pp"))
+    assert found["distilbert"].winner.config.precision == "mixed"  # int8's 0.5 pp is now over
+    assert found["gpt2"].winner.config.precision == "int8"  # an accuracy budget leaves perplexity's verdicts
+    strict = by_model(recommend(make_run(), "energy", "perplexity:1%"))
+    assert (strict["gpt2"].winner.config.precision, strict["gpt2"].runner_up.config.precision) == ("fp32", "fp16")
+
+
+def test_latency_objective_reads_per_item_at_each_batch():
+    run = make_run(models=("distilbert",), layers=False)
+    run.records += [
+        Record(
+            "distilbert",
+            "int8",
+            "latency",
+            0.032,
+            "s",
+            method="m",
+            timing=timed(0.032),
+            shape={"batch_size": 8, "seq_len": 128},
+            **COMMON,
+        )
+    ]
+    found = recommend(run, "latency")[0]
+    assert found.winner.label == "int8 on eager, batch 8"  # 4 ms per item beats 6 ms at batch 1
+    assert "4.000 ms per item" in found.line() and "runner-up int8 on eager, batch 1" in found.line()
+
+
+def test_nothing_meets_the_budget_names_the_closest():
+    records = [
+        Record("distilbert", "fp32", "accuracy", 0.80, "fraction", method="eval", **COMMON),
+        Record(
+            "distilbert",
+            "int8",
+            "accuracy",
+            0.78,
+            "fraction",
+            method="eval",
+            budget=Budget("fp32", 0.80, 2.0, 1.0, "pp", False),
+            status="budget-breach",
+            **COMMON,
+        ),
+        Record("distilbert", "int8", "energy", 0.3, "J/sample", method="m", basis="measured", **COMMON),
+    ]
+    found = recommend(run_of(records))[0]
+    assert found.winner is None
+    assert found.line() == (
+        "distilbert: nothing meets the budget: closest int8 on eager, batch 1 at +2.00 pp accuracy loss, "
+        "1.00 pp over its budget"
+    )
+
+
+def test_energy_not_measured_says_so_and_never_falls_back():
+    reason = "no power meter on this machine (no RAPL, no NVML)"
+    records = [
+        Record("distilbert", "fp32", "accuracy", 0.80, "fraction", method="eval", **COMMON),
+        Record("distilbert", "fp32", "latency", 0.01, "s", method="m", timing=timed(0.01), **COMMON),
+        Record("distilbert", "fp32", "energy", None, "", status="skipped", reason=reason, **COMMON),
+    ]
+    found = recommend(run_of(records), "energy")[0]
+    assert found.winner is None
+    assert reason in found.line() and "--objective latency" in found.line()
+    assert recommend(run_of(records), "latency")[0].winner.config.precision == "fp32"
+
+
+@pytest.mark.parametrize("spec", ["accuracy", "accuracy:1.0%", "energy:1pp", "perplexity:-1%", "accuracy:x"])
+def test_bad_budget_is_one_line(spec):
+    with pytest.raises(UsageError, match="accepted: accuracy:<points>pp or perplexity:<percent>%"):
+        parse_budget(spec)
+
+
+def test_answer_table_ratios_and_per_thousand():
+    table = answer_table(make_run())
+    rows = {r.config.variant: r for r in table["distilbert"]}
+    assert list(rows)[0] == "fp32"
+    int8 = rows["int8"]
+    assert int8.loss.value == pytest.approx(0.5) and int8.loss.passed and int8.loss.limit == 1.0
+    assert int8.speedup == pytest.approx(0.0100 / 0.0060)
+    assert int8.energy_ratio == pytest.approx(0.32 / 0.50)
+    assert int8.size_ratio == pytest.approx(14 / 40)
+    assert int8.energy_j_per_1000 == pytest.approx(320.0) and int8.energy_basis == "estimated"
+    assert shape_note(make_run().records).startswith("latency at batch 1")
+
+
+def test_records_csv_has_energy_per_thousand():
+    rows = list(csv.DictReader(io.StringIO(store.records_csv(make_run().records))))
+    energy = next(r for r in rows if (r["model"], r["precision"], r["metric"]) == ("distilbert", "int8", "energy"))
+    assert float(energy["energy_j_per_1000"]) == pytest.approx(320.0)
+    assert float(energy["energy_wh_per_1000"]) == pytest.approx(320.0 / 3600)
+    latency = next(r for r in rows if r["metric"] == "latency")
+    assert latency["energy_j_per_1000"] == ""
+
+
+def test_cli_recommend(tmp_path, capsys):
+    store.save_run(make_run(), tmp_path)
+    assert main(["recommend", "--reports-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("distilbert: ship int8 on eager") and out[1].startswith("gpt2: ship int8 on eager")
+    assert main(["recommend", "latest", "--reports-dir", str(tmp_path), "--budget", "accuracy:2"]) == 0
+    assert main(["recommend", "--reports-dir", str(tmp_path), "--budget", "speed:2x"]) == 2
+    assert "--budget 'speed:2x': not a quality budget" in capsys.readouterr().err
+
+
+def run_of(records: list[Record]) -> Run:
+    return Run("20261124T100000Z-cccccc", "t", "t", "0.1.0", {}, {}, {}, {}, records)
+
+
+def test_the_terminal_summary_gives_energy_per_thousand():
+    energy = next(r for r in make_run().records if (r.precision, r.metric) == ("int8", "energy"))
+    assert "320 J = 0.08889 Wh per 1,000 items" in note(energy)
+
+
+def test_a_configuration_without_a_quality_record_is_named_not_chosen():
+    run = make_run(models=("distilbert",), layers=False)
+    run.records.append(
+        Record(
+            "distilbert", "int8", "energy", 0.1, "J/sample", method="m", basis="measured", backend="compile", **COMMON
+        )
+    )
+    found = recommend(run)[0]
+    assert found.winner.config.variant == "int8"  # compile-int8 uses less energy, but its loss is unknown
+    assert found.line().endswith("; not considered, no quality record: compile-int8")
