@@ -73,6 +73,24 @@ def test_records_of_different_backends_are_never_compared():
     assert Record.from_dict({k: v for k, v in eager.to_dict().items() if k != "backend"}).backend == "eager"
 
 
+def test_each_backend_is_its_own_series_in_the_session_and_in_ab(tmp_path):
+    """The blocks and records of eager and compiled latency are never pooled or paired together."""
+    from energybench.harness.session import BenchSession
+    from energybench.results import ab
+    from energybench.results.schema import TimingStats
+
+    timing = TimingStats.from_rounds([0.01, 0.011])
+    eager = Record("distilbert", "fp32", "latency", 0.01, "s", timing=timing)
+    compiled = Record("distilbert", "fp32", "latency", 0.004, "s", timing=timing, backend="compile")
+    assert Case("distilbert", "fp32", "latency", backend="compile").series == compiled.series != eager.series
+    session = BenchSession(parse({"backend": "eager,compile"}, tmp_path), tmp_path)
+    for record in (eager, compiled, compiled):  # a second block rewrites its own series only
+        session.add(record)
+    assert session.records == [eager, compiled]
+    run = types.SimpleNamespace(records=[eager, compiled])
+    assert set(ab.measured(run)) == {eager.series, compiled.series}
+
+
 @pytest.fixture
 def loaded(tiny_distilbert, word_tokenizer):
     source = types.SimpleNamespace(task="sequence-classification")
