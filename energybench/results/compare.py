@@ -154,6 +154,7 @@ class Row:
     gated: bool = True
     failed: bool = False
     limit: str | None = None
+    shape: str = ""  # the shape of a swept metric (``b8x128``); "" where the runs measured one shape
 
     @property
     def direction(self) -> str:
@@ -379,7 +380,8 @@ def compare_runs(
     """
     limits = limits or {}
     guard = run_incomparability(run_a, run_b)
-    index_a, index_b = index(run_a.records), index(run_b.records)
+    swept = swept_metrics([run_a.records, run_b.records])
+    index_a, index_b = index(run_a.records, swept), index(run_b.records, swept)
     fingerprint = run_b.machine.get("fingerprint")
     rows = []
     for key in sorted(set(index_a) | set(index_b)):
@@ -391,24 +393,54 @@ def compare_runs(
     return Comparison(run_a.run_id, run_b.run_id, rows, guard)
 
 
-def index(records: list[Record]) -> dict[tuple[str, str, str], Record]:
-    """Records by (model, precision as run by its backend, metric): backends are never aligned together."""
-    return {(r.model, r.variant, r.metric): r for r in records}
+Key = tuple[str, str, str, str]  # model, precision as run by its backend, metric, shape label ("" unswept)
+
+
+def swept_metrics(runs: list[list[Record]]) -> set[tuple[str, str, str]]:
+    """(model, variant, metric) that some run measured at several shapes: aligned shape by shape."""
+    swept = set()
+    for records in runs:
+        seen: dict[tuple[str, str, str], set[tuple]] = {}
+        for r in records:
+            seen.setdefault((r.model, r.variant, r.metric), set()).add(shape_key(r))
+        swept |= {triple for triple, shapes in seen.items() if len(shapes) > 1}
+    return swept
+
+
+def shape_key(record: Record) -> tuple:
+    return tuple(sorted(record.shape.items()))
+
+
+def shape_label(shape: dict[str, int]) -> str:
+    """``b8x128`` (batch x sequence length), ``+32 new`` for a generation's new tokens."""
+    text = f"b{shape.get('batch_size', '?')}" + (f"x{shape['seq_len']}" if "seq_len" in shape else "")
+    return text + (f"+{shape['gen_tokens']} new" if "gen_tokens" in shape else "")
+
+
+def index(records: list[Record], swept: set[tuple[str, str, str]] | None = None) -> dict[Key, Record]:
+    """Records by (model, precision as run by its backend, metric, shape): backends are never aligned
+    together; shapes only where a run swept them (otherwise unlike shapes are refused as before)."""
+    out = {}
+    for r in records:
+        triple = (r.model, r.variant, r.metric)
+        out[(*triple, shape_label(r.shape) if triple in (swept or set()) else "")] = r
+    return out
 
 
 def compare_pair(
-    key: tuple[str, str, str],
+    key: Key,
     a: Record | None,
     b: Record | None,
     limit: Limit | None,
     guard: str | None,
     drift: Band | None = None,
 ) -> Row:
-    model, precision, metric = key
+    model, precision, metric, shape = key
     base = {
         "model": model,
         "precision": precision,
         "metric": metric,
+        "shape": shape,
         "limit": str(limit) if limit else None,
         "unit": (b or a).unit,
         "value_a": a.value if a else None,
@@ -467,7 +499,7 @@ def row_cells(row: Row) -> list[str]:
     return [
         row.model,
         row.precision,
-        row.metric,
+        f"{row.metric} {row.shape}" if row.shape else row.metric,
         fmt_value(row.value_a, row.unit),
         fmt_value(row.value_b, row.unit),
         change,
