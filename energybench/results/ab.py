@@ -27,12 +27,10 @@ from energybench.results.compare import (
     directed_metrics,
     index,
     rounds_to_decide,
-    shape_key,
     single_value_verdict,
-    swept_metrics,
     worse_change_pct,
 )
-from energybench.results.schema import Record, Run
+from energybench.results.schema import Record, Run, shape_key, swept_metrics
 
 AB_ALPHA = 0.01
 AB_BAND_PCT = 2.0

@@ -44,7 +44,7 @@ import numpy as np
 from energybench.catalog import METRICS
 from energybench.errors import UsageError
 from energybench.layers import flatten
-from energybench.results.schema import Record, Run
+from energybench.results.schema import Record, Run, shape_label, swept_metrics
 
 ALPHA = 0.01
 MIN_BAND_PCT = 1.0
@@ -394,27 +394,6 @@ def compare_runs(
 
 
 Key = tuple[str, str, str, str]  # model, precision as run by its backend, metric, shape label ("" unswept)
-
-
-def swept_metrics(runs: list[list[Record]]) -> set[tuple[str, str, str]]:
-    """(model, variant, metric) that some run measured at several shapes: aligned shape by shape."""
-    swept = set()
-    for records in runs:
-        seen: dict[tuple[str, str, str], set[tuple]] = {}
-        for r in records:
-            seen.setdefault((r.model, r.variant, r.metric), set()).add(shape_key(r))
-        swept |= {triple for triple, shapes in seen.items() if len(shapes) > 1}
-    return swept
-
-
-def shape_key(record: Record) -> tuple:
-    return tuple(sorted(record.shape.items()))
-
-
-def shape_label(shape: dict[str, int]) -> str:
-    """``b8x128`` (batch x sequence length), ``+32 new`` for a generation's new tokens."""
-    text = f"b{shape.get('batch_size', '?')}" + (f"x{shape['seq_len']}" if "seq_len" in shape else "")
-    return text + (f"+{shape['gen_tokens']} new" if "gen_tokens" in shape else "")
 
 
 def index(records: list[Record], swept: set[tuple[str, str, str]] | None = None) -> dict[Key, Record]:
