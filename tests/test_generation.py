@@ -20,7 +20,7 @@ def gpt2_eos_first():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=97, bos_token_id=0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=97, bos_token_id=0, eos_token_id=0)
     model = GPT2LMHeadModel(config).eval()
     prompt = torch.randint(1, 97, (2, 10), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
@@ -32,37 +32,39 @@ def gpt2_eos_first():
 
 def test_greedy_decoding_gives_exactly_the_tokens_of_generate_with_no_early_stop(gpt2_eos_first):
     model, prompt = gpt2_eos_first
-    found = generation.greedy(model, prompt, 6, CPU)
+    found = generation.greedy(model, prompt, 6, CPU, generation.empty_cache(model))
     with torch.inference_mode():
-        reference = model.generate(
-            input_ids=prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=6,
-            min_new_tokens=6,
-            do_sample=False,
-            num_beams=1,
-        )[:, prompt.shape[1] :]
-    assert torch.equal(found.tokens, reference) and found.tokens.shape == (2, 6)
-    assert model.generation_config.eos_token_id not in found.tokens[0].tolist()
+        row = prompt[:1]
+        plain = model.generate(input_ids=row, attention_mask=torch.ones_like(row), max_new_tokens=6)
+    assert plain.shape[1] - row.shape[1] == 1  # left alone, generate stops at the EOS it wants first
+    eos = model.generation_config.eos_token_id
+    assert found.tokens.shape == (2, 6) and eos not in found.tokens.flatten().tolist()
     assert len(found.decode_s) == 5 and found.prefill_s > 0 and all(s > 0 for s in found.decode_s)
     # the cache holds prompt + 5 decoded tokens: layers x (keys, values) x batch x positions x width x 4 bytes
     assert found.cache_bytes == 2 * 2 * 2 * (10 + 5) * 32 * 4
     assert found.decode_tokens_per_s == pytest.approx(2 * 5 / sum(found.decode_s))
+    state, _ = generation.prefill(model, prompt, CPU)  # the energy window's prefill picks generate's first token
+    assert torch.equal(state.first_token[:, 0], found.tokens[:, 0]) and state.cache.get_seq_length() == 10
 
 
 def test_decode_is_metered_from_a_rewound_prefilled_cache_with_no_prefill_in_it(gpt2_eos_first, monkeypatch):
     model, prompt = gpt2_eos_first
     reference = generation.greedy(model, prompt, 5, CPU)
     run = generation.decode_only_call(model, prompt, 5, CPU)
-    prefills = []
-    monkeypatch.setattr(generation, "prefill", lambda *a: prefills.append(a))  # any prefill in a call is counted
-    decoded = []
-    original = generation.decode
-    monkeypatch.setattr(generation, "decode", lambda *a: decoded.append(original(*a)[0]) or decoded[-1])
+    prefills, outputs = [], []
+    monkeypatch.setattr(generation, "prefill", lambda *a: prefills.append(a))  # a prefill in a call would show
+    original = model.generate
+
+    def generate(**kwargs):
+        assert kwargs["cache"].get_seq_length() == 10  # rewound to the prompt: only its KV, no generated token
+        outputs.append(original(**kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(model, "generate", generate)
     run(), run()
-    assert prefills == [] and len(decoded) == 2
-    for tokens in decoded:  # each call decodes the same 4 tokens after the first, from the prompt's cache
-        assert torch.equal(torch.cat(tokens, dim=1), reference.tokens[:, 1:])
+    assert prefills == [] and len(outputs) == 2
+    for out in outputs:  # each call decodes the same 4 tokens after the first, one token forward per step
+        assert torch.equal(out[:, 11:], reference.tokens[:, 1:])
 
 
 def test_one_new_token_has_no_decode_step_to_meter_alone(gpt2_eos_first):

@@ -7,6 +7,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import torch
 
 from energybench.catalog import DEFAULT_BACKEND, MAX_GENERATION_PROMPT
 from energybench.measure import energy, generation, workloads
@@ -54,20 +55,22 @@ class GenerationBench:
 
     def run(self) -> list[Record]:
         self.require_generation()
-        model = self.bench.prepared.model
-        positions = max_positions(model)
+        model, prompt = self.bench.prepared.model, self.prompt()
+        timed = self.time(model, prompt)
+        return [self.ttft(timed), *self.decode(timed), self.energy(model, prompt), self.memory(prompt)]
+
+    def prompt(self) -> torch.Tensor:
+        """This case's prompts: --batch-size rows of real WikiText-2 tokens of the prompt length (sets ``shape``)."""
+        positions = max_positions(self.bench.prepared.model)
         problem = usage_problem(self.bench.case.seq_len, self.gen_tokens, positions)
-        if problem:
+        if problem:  # the session checks this before anything runs; a user's own case lands here
             pytest.fail(problem, pytrace=False)
         self.shape = {
             "batch_size": self.bench.batch_size,
             "seq_len": prompt_len(self.bench.case.seq_len, self.gen_tokens, positions),
             "gen_tokens": self.gen_tokens,
         }
-        prompt = self.bench.input_batch(self.shape["batch_size"], seq_len=self.shape["seq_len"])["input_ids"]
-        timed = self.time(model, prompt)
-        records = [self.ttft(timed), *self.decode(timed), self.energy(model, prompt), self.memory(prompt)]
-        return records
+        return self.bench.input_batch(self.shape["batch_size"], seq_len=self.shape["seq_len"])["input_ids"]
 
     def require_generation(self) -> None:
         if self.bench.case.backend != DEFAULT_BACKEND:
@@ -171,7 +174,11 @@ class GenerationBench:
             self.bench.skip(f"{self.bench.label} on {device}: {error}")
         found: list[Generation] = []
         peak = workloads.peak_memory(
-            lambda: found.append(generation.greedy(fresh.model, prompt, self.gen_tokens, device)), device, baseline
+            lambda: found.append(
+                generation.greedy(fresh.model, prompt, self.gen_tokens, device, generation.empty_cache(fresh.model))
+            ),
+            device,
+            baseline,
         )
         details = {"kv_cache_bytes": found[0].cache_bytes, "model_tensor_bytes": workloads.model_bytes(fresh.model)}
         method = f"one whole generation of a fresh copy: {peak.method}"

@@ -1,14 +1,16 @@
 """Timed greedy decoding with the KV cache: prefill (time to first token) and every decode step apart.
 
-Exactly ``gen_tokens`` new tokens, no early stop: the EOS token is never chosen, as
-``generate(min_new_tokens=max_new_tokens=gen_tokens)`` does. Prefill is one forward pass of the
-whole prompt that yields the cache and the first token; each decode step feeds the previous token
-and the cache. Both phases end with a device synchronize, so the times are the device's.
+Decoding is ``model.generate`` itself (greedy, the KV cache, ``min_new_tokens = max_new_tokens``:
+exactly ``gen_tokens`` new tokens, EOS never ends it early), so a step costs what it costs a user of
+generate, its per-step bookkeeping included. A streamer timestamps each step: generate hands it
+every new token as a CPU tensor, a copy that waits for the device, so each stamp follows the step's
+device work. Time to first token runs from the call to the first token; each decode step from one
+token to the next. For the energy window, :func:`decode_only_call` runs the decode steps alone
+from a prefilled cache (:func:`prefill` and :func:`rewind`).
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ class Generation:
     tokens: torch.Tensor  # (batch, gen_tokens): the new tokens, on the CPU
     prefill_s: float  # the prompt's forward pass and the first token: time to first token
     decode_s: tuple[float, ...]  # one per decode step: gen_tokens - 1 steps
-    cache_bytes: int  # the KV cache after the last step (prompt + generated tokens)
+    cache_bytes: int | None  # the KV cache after the last step (prompt + generated tokens), where asked for
 
     @property
     def batch_size(self) -> int:
@@ -60,11 +62,6 @@ def eos_token(model: nn.Module) -> int | None:
     config = getattr(model, "generation_config", None)
     eos = getattr(config, "eos_token_id", None) if config is not None else None
     return eos[0] if isinstance(eos, list) and eos else eos
-
-
-def cache_keyword(model: nn.Module) -> str:
-    """The forward argument of the KV cache: ``cache`` in transformers >= 5.2x, ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def returned_cache(out: Any) -> Any:
@@ -100,31 +97,62 @@ def prefill(model: nn.Module, input_ids: torch.Tensor, device: torch.device) -> 
     return Prefilled(returned_cache(out), token, int(input_ids.shape[1])), seconds
 
 
+class StepClock:
+    """A ``generate`` streamer that stamps the time of each put: the prompt first, then every new token."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def generate_kwargs(model: nn.Module, input_ids: torch.Tensor, new_tokens: int) -> dict[str, Any]:
+    """Greedy generate of exactly ``new_tokens`` tokens with the KV cache (the reference harness call)."""
+    pad = getattr(model.generation_config, "pad_token_id", None)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "max_new_tokens": new_tokens,
+        "min_new_tokens": new_tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "use_cache": True,
+        "pad_token_id": eos_token(model) if pad is None else pad,
+    }
+
+
 @torch.inference_mode()
-def decode(
-    model: nn.Module, state: Prefilled, steps: int, device: torch.device
-) -> tuple[list[torch.Tensor], list[float]]:
-    """``steps`` decode steps from ``state`` (its cache grows): the new tokens and each step's seconds."""
-    keyword, eos_id = cache_keyword(model), eos_token(model)
-    token, cache, tokens, times = state.first_token, state.cache, [], []
-    for _ in range(steps):
-        start = time.perf_counter()
-        out = model(input_ids=token, use_cache=True, **{keyword: cache})
-        token = next_token(out.logits, eos_id)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-        cache = returned_cache(out)
-        tokens.append(token)
-    state.cache = cache
-    return tokens, times
+def greedy(
+    model: nn.Module, input_ids: torch.Tensor, gen_tokens: int, device: torch.device, cache: Any = None
+) -> Generation:
+    """``model.generate`` of exactly ``gen_tokens`` greedy tokens, prefill and each decode step timed.
+
+    ``cache``: an empty transformers Cache to fill (its bytes are then reported); None lets generate
+    make its own, as a user's call does."""
+    input_ids = input_ids.to(device)
+    clock = StepClock()
+    extra = {"cache": cache} if cache is not None else {}
+    synchronize(device)
+    start = time.perf_counter()
+    out = model.generate(**generate_kwargs(model, input_ids, gen_tokens), streamer=clock, **extra)
+    synchronize(device)
+    stamps = clock.stamps[1:]  # the first put is the prompt
+    if len(stamps) != gen_tokens:
+        raise RuntimeError(f"generate produced {len(stamps)} tokens, not the {gen_tokens} asked for")
+    decode_s = tuple(later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False))
+    new = out[:, input_ids.shape[1] :].cpu()
+    return Generation(new, stamps[0] - start, decode_s, cache_bytes(cache) if cache is not None else None)
 
 
-def greedy(model: nn.Module, input_ids: torch.Tensor, gen_tokens: int, device: torch.device) -> Generation:
-    """Greedy decoding of exactly ``gen_tokens`` tokens with the KV cache, prefill and each step timed."""
-    state, prefill_s = prefill(model, input_ids, device)
-    tokens, decode_s = decode(model, state, gen_tokens - 1, device)
-    new = torch.cat([state.first_token, *tokens], dim=1).cpu()
-    return Generation(new, prefill_s, tuple(decode_s), cache_bytes(state.cache))
+def empty_cache(model: nn.Module) -> Any:
+    """A new DynamicCache for ``model`` (to read the KV cache's bytes after a generation)."""
+    from transformers import DynamicCache  # deferred: heavy
+
+    return DynamicCache(config=model.config)
 
 
 def rewind(state: Prefilled) -> bool:
@@ -144,18 +172,23 @@ def rewind(state: Prefilled) -> bool:
 def decode_only_call(
     model: nn.Module, input_ids: torch.Tensor, gen_tokens: int, device: torch.device
 ) -> Callable[[], None] | None:
-    """A no-argument call that decodes the ``gen_tokens - 1`` tokens after the first from one prefilled
-    cache, rewound before each call: only decode steps run in it. None where decode cannot run alone
-    (one new token has no decode step, or the cache cannot be rewound)."""
+    """A no-argument call of the ``gen_tokens - 1`` decode steps after the first token: ``generate``
+    continues from one prefilled cache, rewound to the prompt before each call, so no prefill runs
+    in it. None where decode cannot run alone (one new token has no decode step, or the cache
+    cannot be rewound)."""
     if gen_tokens < 2:
         return None
     state, _ = prefill(model, input_ids, device)
     if not rewind(state):
         return None
+    prompt_and_first = torch.cat([input_ids.to(device), state.first_token], dim=1)
+    kwargs = generate_kwargs(model, prompt_and_first, gen_tokens - 1)
 
     def run() -> None:
         rewind(state)
-        decode(model, state, gen_tokens - 1, device)
+        with torch.inference_mode():
+            model.generate(**kwargs, cache=state.cache)
+        synchronize(device)
 
     return run
 
