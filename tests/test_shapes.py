@@ -104,3 +104,12 @@ def test_ab_pairs_a_sweep_shape_by_shape():
     side = [run("a", [shaped("latency", 0.010, 1, 32), shaped("latency", 0.040, 8, 32)])]
     assert ab.selection_difference(side, side) is None
     assert sorted(row.shape for row in ab.paired_comparison(side, side).rows) == ["b1x32", "b8x32"]
+
+
+def test_the_history_of_a_swept_metric_shows_each_shape():
+    from energybench.results.history import metric_history, render_history
+
+    sweep = run("a", [shaped("latency", 0.010, 1, 32), shaped("latency", 0.040, 8, 32)])
+    points = metric_history([sweep, run("b", [single("latency", 0.010, "s")])], "latency")
+    assert [p.shape for p in points] == ["b1x32", "b8x32", ""]
+    assert "int8 b8x32" in render_history(points)
