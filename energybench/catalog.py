@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Direction = Literal["lower", "higher"]
-OptionKind = Literal["names", "choice", "int", "optional-int", "seconds", "spec", "path", "text", "flag"]
+OptionKind = Literal["names", "choice", "int", "ints", "optional-int", "seconds", "spec", "path", "text", "flag"]
 
 SEQUENCE_CLASSIFICATION = "sequence-classification"
 CAUSAL_LM = "causal-lm"
@@ -29,6 +29,9 @@ class Metric:
     ``energy_like``: a figure with an energy basis (measured / sampled / estimated / apportioned).
     ``comparable``: compared between runs and gated on (``impact`` and ``energy-impact-rho`` are not costs).
     ``timed``: measured in timed rounds, in ``--blocks`` blocks spread over the session.
+    ``shaped``: measured at each ``--batch-size`` x ``--seq-len`` shape (a test and a record per shape).
+    ``records``: a selectable metric whose benchmark records these metrics instead of one of its own
+    name (``generation``); its own name then only labels a skip or an error of the test.
     """
 
     name: str
@@ -42,8 +45,10 @@ class Metric:
     energy_like: bool = False
     comparable: bool = True
     timed: bool = False
+    shaped: bool = False
+    records: tuple[str, ...] = ()
     custom: bool = False  # declared by a user's benchmark at run time (see add_metric)
-    recorded_by: str = "energy"  # not selectable: the benchmark that records it
+    recorded_by: str = "energy"  # not selectable and in no ``records``: the benchmark that records it
 
     def __post_init__(self) -> None:
         if self.direction not in ("lower", "higher"):
@@ -53,6 +58,8 @@ class Metric:
     def higher_is_better(self) -> bool:
         return self.direction == "higher"
 
+
+GENERATION_RECORDS = ("ttft", "decode-latency", "decode-throughput", "generation-memory", "generation-energy")
 
 METRIC_LIST = (
     Metric(
@@ -71,9 +78,16 @@ METRIC_LIST = (
         task=CAUSAL_LM,
         deterministic=True,
     ),
-    Metric("latency", "lower", "s", "single-request latency (batch 1), median of the timed rounds", timed=True),
-    Metric("throughput", "higher", "items/s", "items per second at --batch-size", timed=True),
-    Metric("memory", "lower", "bytes", "peak memory of one forward pass at --batch-size"),
+    Metric(
+        "latency",
+        "lower",
+        "s",
+        "latency of one call (batch 1 unless --batch-size), median of the timed rounds",
+        timed=True,
+        shaped=True,
+    ),
+    Metric("throughput", "higher", "items/s", "items per second at --batch-size", timed=True, shaped=True),
+    Metric("memory", "lower", "bytes", "peak memory of one forward pass at --batch-size", shaped=True),
     Metric("size", "lower", "bytes", "serialized size of the converted model", deterministic=True),
     Metric(
         "energy",
@@ -82,6 +96,7 @@ METRIC_LIST = (
         "energy per item over a metered window, total and above idle",
         metered=True,
         energy_like=True,
+        shaped=True,
     ),
     Metric("power", "lower", "W", "average power over the energy window", selectable=False, energy_like=True),
     Metric(
@@ -89,6 +104,53 @@ METRIC_LIST = (
         "lower",
         "gCO2eq/item",
         "energy per item x the grid's carbon intensity",
+        selectable=False,
+        energy_like=True,
+    ),
+    Metric(
+        "generation",
+        "lower",
+        "s",
+        "greedy decoding of exactly --gen-tokens new tokens with the KV cache, prompts of real WikiText-2 "
+        "text: records ttft, decode-latency, decode-throughput, generation-memory and generation-energy",
+        task=CAUSAL_LM,
+        metered=True,
+        comparable=False,
+        shaped=True,
+        records=GENERATION_RECORDS,
+    ),
+    Metric("ttft", "lower", "s", "prefill: time to the first token of the batch", task=CAUSAL_LM, selectable=False),
+    Metric(
+        "decode-latency",
+        "lower",
+        "s",
+        "time per generated token (one decode step of the batch), median of the steps; p90/p99 in details",
+        task=CAUSAL_LM,
+        selectable=False,
+        timed=True,
+    ),
+    Metric(
+        "decode-throughput",
+        "higher",
+        "tokens/s",
+        "generated tokens of the whole batch per second of decoding",
+        task=CAUSAL_LM,
+        selectable=False,
+    ),
+    Metric(
+        "generation-memory",
+        "lower",
+        "bytes",
+        "peak memory of one generation, KV cache included",
+        task=CAUSAL_LM,
+        selectable=False,
+    ),
+    Metric(
+        "generation-energy",
+        "lower",
+        "J/token",
+        "energy per generated token over a metered window of decoding only (or of whole generations, labelled so)",
+        task=CAUSAL_LM,
         selectable=False,
         energy_like=True,
     ),
@@ -122,8 +184,15 @@ METRICS = {m.name: m for m in METRIC_LIST}
 SELECTABLE_METRICS = tuple(m.name for m in METRIC_LIST if m.selectable)
 METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
 TIMED_METRICS = tuple(m.name for m in METRIC_LIST if m.timed)
+SHAPED_METRICS = tuple(m.name for m in METRIC_LIST if m.shaped)
 ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
-QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task}  # task -> its quality metric
+QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.deterministic}  # task -> its quality metric
+
+# Shapes (--batch-size x --seq-len) of the shaped metrics when the options leave them unset.
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_SEQ_LEN = 128
+ONE_REQUEST_METRICS = ("latency", "generation")  # batch 1 unless --batch-size is given
+MAX_GENERATION_PROMPT = 128  # generation's default prompt: model maximum - --gen-tokens, at most this
 
 
 def add_metric(added: Metric) -> Metric:
@@ -332,8 +401,29 @@ OPTIONS = (
         "TASK",
         choices=TASKS,
     ),
-    Option("batch-size", "int", "batch size for evaluation, throughput and memory", "N", 32),
-    Option("seq-len", "int", "tokens per sequence for latency, throughput and memory", "N", 128),
+    Option(
+        "batch-size",
+        "ints",
+        "batch sizes, comma-separated (each a shape of its own test): throughput, memory, energy, latency and "
+        "generation run at each; the first is also the evaluation batch",
+        "N[,N...]",
+        default_text="32; latency and generation 1",
+    ),
+    Option(
+        "seq-len",
+        "ints",
+        "tokens per sequence, comma-separated (each a shape of its own test): forward metrics' inputs and "
+        "generation's prompt",
+        "N[,N...]",
+        default_text="128; generation: model maximum - --gen-tokens, at most 128",
+    ),
+    Option(
+        "gen-tokens",
+        "int",
+        "new tokens each generation decodes greedily (exactly, no early stop)",
+        "N",
+        32,
+    ),
     Option(
         "max-samples",
         "optional-int",
@@ -427,6 +517,11 @@ OPTIONS = (
 OPTION_BY_DEST = {o.dest: o for o in OPTIONS}
 
 
+def recorded_by(name: str) -> str:
+    """The selectable metric whose benchmark records ``name`` (``energy`` records power and co2)."""
+    return next((m.name for m in METRIC_LIST if name in m.records), METRICS[name].recorded_by)
+
+
 def options_reference() -> str:
     """The options reference (``docs/options.md``), generated so it cannot drift from the code."""
     lines = [
@@ -456,7 +551,7 @@ def options_reference() -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in METRIC_LIST:
-        name = f"`{m.name}`" if m.selectable else f"`{m.name}` (recorded by `{m.recorded_by}`)"
+        name = f"`{m.name}`" if m.selectable else f"`{m.name}` (recorded by `{recorded_by(m.name)}`)"
         task = m.task or "any"
         lines.append(
             f"| {name} | {m.direction} is better | {m.unit} | {task} | {'yes' if m.metered else ''} | {m.description} |"

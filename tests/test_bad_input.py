@@ -28,7 +28,7 @@ from tests.test_records_store import make_run
         ({"energy_min_s": "inf"}, "--energy-min-s: 'inf' is not a positive number of seconds"),
         ({"energy_min_s": "nan"}, "--energy-min-s: 'nan' is not a positive number of seconds"),
         ({"rounds": "inf"}, "--rounds: 'inf' is not a positive integer"),
-        ({"batch_size": "nan"}, "--batch-size: 'nan' is not a positive integer"),
+        ({"batch_size": "nan"}, "--batch-size: 'nan' is not a list of positive integers"),
     ],
 )
 def test_non_finite_numbers_are_refused_on_the_command_line(tmp_path, raw, message):

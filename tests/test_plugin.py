@@ -51,7 +51,8 @@ def test_distilbert_suite_end_to_end(suite):
     accuracy = [r for r in records if r["metric"] == "accuracy"]
     assert all(r["data"]["sha256"].startswith("54a9c12c") and r["details"]["total"] == 120 for r in accuracy)
     latency = next(r for r in records if r["metric"] == "latency")
-    assert latency["timing"]["rounds"] == 5 and latency["shape"] == {"batch_size": 1, "seq_len": 32}
+    # an explicit --batch-size applies to every shaped metric, latency included (one call of 16)
+    assert latency["timing"]["rounds"] == 5 and latency["shape"] == {"batch_size": 16, "seq_len": 32}
     int8 = next(r for r in records if r["precision"] == "int8" and r["metric"] == "size")
     assert int8["details"]["quantized_linear_modules"] > 0
     sizes = {r["precision"]: r["value"] for r in records if r["metric"] == "size"}
@@ -103,7 +104,10 @@ def test_a_budget_breach_fails_that_test_with_one_message(suite):
         (["--precision", "int3"], "ERROR: --precision: unknown value int3; accepted: fp32, fp16, bf16, int8, int8-wo*"),
         (["--metric", "joules"], "ERROR: --metric: unknown value joules; accepted: accuracy, *"),
         (["--device", "tpu"], "ERROR: --device: unknown value tpu; accepted: auto, cpu, cuda*"),
-        (["--batch-size", "0"], "ERROR: --batch-size: '0' is not a positive integer; give a whole number >= 1"),
+        (
+            ["--batch-size", "0"],
+            "ERROR: --batch-size: '0' is not a list of positive integers; give whole numbers >= 1, comma-separated*",
+        ),
         (["--device", "cuda"], "ERROR: --device cuda: no CUDA device is visible*; use --device cpu or auto*"),
         (["--model-source", "hub"], "ERROR: --model-source hub: distilbert-base-uncased-finetuned-sst-2-english*"),
         (["--model-path", "nowhere"], "ERROR: --model-path nowhere: no such directory; give a folder*"),

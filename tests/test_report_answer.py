@@ -132,8 +132,9 @@ def test_generation_draws_what_the_run_has_and_names_the_rest():
 
 def test_prefill_share_with_and_without_the_token_count():
     ttft = Record("gpt2", "fp32", "ttft", 0.05, "s", method="m", **GPT2)
-    decode = Record("gpt2", "fp32", "decode-latency", 0.01, "s/token", method="m", details={"new_tokens": 45}, **GPT2)
-    assert answer_figures.prefill_share(ttft, decode) == "prefill 10% of 45 tokens"
+    shape = {"batch_size": 1, "seq_len": 96, "gen_tokens": 46}
+    decode = Record("gpt2", "fp32", "decode-latency", 0.01, "s", method="m", shape=shape, **GPT2)
+    assert answer_figures.prefill_share(ttft, decode) == "prefill 10% of 46 tokens"
     decode = Record("gpt2", "fp32", "decode-latency", 0.01, "s/token", method="m", **GPT2)
     assert answer_figures.prefill_share(ttft, decode) == "ttft = 5.0 decode steps"
 

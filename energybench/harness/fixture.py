@@ -12,16 +12,21 @@ import pytest
 import torch
 
 from energybench import data
+from energybench.catalog import METRICS
+from energybench.harness.generation import GenerationBench
 from energybench.harness.options import Settings
 from energybench.harness.session import BenchSession, Case
 from energybench.layers import ablation, study
 from energybench.layers.rows import ImpactStudy, Plan
 from energybench.layers.units import LayerMappingError
 from energybench.measure import workloads
+from energybench.measure.energy import truth_check
 from energybench.measure.quality import eval_text, max_positions
 from energybench.measure.workloads import serialized_size
 from energybench.models.precision import PrecisionUnsupported, Prepared
 from energybench.results.schema import Budget, Record, TimingStats
+
+__all__ = ["Bench", "cuda_event_stats", "truth_check"]
 
 
 class Bench:
@@ -74,14 +79,31 @@ class Bench:
     def is_causal_lm(self) -> bool:
         return self.source.task == "causal-lm"
 
-    def shape(self, batch_size: int, prepared: Prepared | None = None) -> dict[str, int]:
-        model = (prepared or self.prepared).model
-        return {"batch_size": batch_size, "seq_len": min(self.settings.seq_len, max_positions(model))}
+    @property
+    def batch_size(self) -> int:
+        """This test's batch size: its shape's, else the first --batch-size (unshaped tests, users' own)."""
+        return self.case.batch_size or self.settings.batch_size
 
-    def input_batch(self, batch_size: int, prepared: Prepared | None = None) -> dict[str, torch.Tensor]:
+    @property
+    def seq_len(self) -> int:
+        return self.case.seq_len or self.settings.seq_len
+
+    def require_task(self) -> None:
+        """A metric of another task (asked for by name): a skip with the reason, not an error."""
+        task = METRICS[self.case.metric].task if self.case.metric in METRICS else None
+        if task is not None and self.source.task not in (task, None):
+            self.skip(f"{self.case.metric} needs a {task} model; {self.case.model} is a {self.source.task} model")
+
+    def shape(self, batch_size: int, prepared: Prepared | None = None, seq_len: int | None = None) -> dict[str, int]:
+        model = (prepared or self.prepared).model
+        return {"batch_size": batch_size, "seq_len": min(seq_len or self.seq_len, max_positions(model))}
+
+    def input_batch(
+        self, batch_size: int, prepared: Prepared | None = None, seq_len: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """A fixed-shape batch of real tokens (random ids for shape-only models)."""
         prepared = prepared or self.prepared
-        shape = self.shape(batch_size, prepared)
+        shape = self.shape(batch_size, prepared, seq_len)
         tokenizer = prepared.loaded.tokenizer
         ids = None
         if tokenizer is not None:
@@ -134,7 +156,8 @@ class Bench:
             )
         rounds = benchmark.stats.stats.data
         self.event_timing = cuda_event_stats(events[-len(rounds) :])
-        blocks = self.session.timed_blocks.setdefault(self.case.series, [])
+        key = (self.case.model, self.case.precision, self.case.backend, self.case.metric, batch_size, self.seq_len)
+        blocks = self.session.timed_blocks.setdefault(key, [])
         blocks.append(tuple(rounds))
         return TimingStats.from_blocks(blocks)
 
@@ -152,20 +175,25 @@ class Bench:
         return out
 
     def record_latency(self, benchmark: Any) -> Record:
-        timing = self.time_forward(benchmark, batch_size=1)
-        method = self.timing_method(1)
+        batch_size = self.batch_size
+        timing = self.time_forward(benchmark, batch_size)
+        method = self.timing_method(batch_size)
         return self.record(
-            timing.median_s, "s", method, timing=timing, shape=self.shape(1), details=self.timing_details()
+            timing.median_s, "s", method, timing=timing, shape=self.shape(batch_size), details=self.timing_details()
         )
 
     def record_throughput(self, benchmark: Any) -> Record:
-        batch_size = self.settings.batch_size
+        batch_size = self.batch_size
         timing = self.time_forward(benchmark, batch_size)
         shape = self.shape(batch_size)
         items, unit = (batch_size * shape["seq_len"], "tokens/s") if self.is_causal_lm else (batch_size, "samples/s")
         method = f"{items} {unit[:-2]} / median batch time; " + self.timing_method(batch_size)
         value = items / timing.median_s
         return self.record(value, unit, method, timing=timing, shape=shape, details=self.timing_details())
+
+    def record_generation(self) -> list[Record]:
+        """ttft, decode-latency, decode-throughput, generation-energy and generation-memory of this case."""
+        return GenerationBench(self).run()
 
     def record_peak_memory(self) -> Record:
         """Peak memory of one forward pass of a fresh copy: its weights + activations above the baseline.
@@ -174,7 +202,7 @@ class Bench:
         thread-pool initialisation) fall before the baseline rather than into the figure.
         """
         self.session.release_prepared()
-        batch_size = self.settings.batch_size
+        batch_size = self.batch_size
         try:
             warm = self.session.fresh(self.case.model, self.case.precision, self.case.backend)
             batch = self.input_batch(batch_size, warm)
@@ -261,7 +289,7 @@ class Bench:
             test_id=self.test_id,
             details=details,
             backend=self.case.backend,
-            **fields,
+            **{"shape": self.case.shape, **fields},
         )
         return self.session.add(record)
 
@@ -378,20 +406,6 @@ class Bench:
         rho = {"correlation": {level: dataclasses.asdict(c) for level, c in correlation.items()}}
         self.record(per_layer.spearman_rho, "rho", method, "energy-impact-rho", reason=per_layer.reason, details=rho)
         return impact
-
-
-def truth_check(reading: Any) -> dict[str, Any]:
-    """The primary meter's verdicts, lifted onto the record: ``unstable`` (counter and sampled power
-    disagree) with its reason, ``flags`` (clocks, power limit or throttling changed in the window)."""
-    check = reading.details.get("cross_check") or {}
-    out: dict[str, Any] = {}
-    if check:
-        out["cross_check"] = check
-        out["unstable"] = check["reason"] if check["verdict"] == "unstable" else None
-    flags = [flag for flag in reading.details.get("flags", []) if flag != check.get("reason")]
-    if flags:
-        out["flags"] = flags
-    return out
 
 
 def cuda_event_stats(times_s: list[float]) -> dict[str, Any] | None:

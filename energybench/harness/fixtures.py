@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from energybench.catalog import ALL_PRECISIONS, GATED_BASES, METRICS, add_metric
-from energybench.harness.fixture import Bench, truth_check
+from energybench.harness.fixture import Bench
 from energybench.harness.options import SettingsError
 from energybench.harness.session import BenchSession, Case
 from energybench.layers.rows import LayerTable
+from energybench.measure.energy import energy_details
 from energybench.models.registry import REGISTRY, ModelSourceError, resolve_path
 from energybench.results.schema import Budget, Record, custom_metric
 
@@ -139,8 +140,8 @@ class EbModel:
         return "token" if self.bench.is_causal_lm else "sample"
 
     def batch(self, batch_size: int | None = None) -> dict[str, Any]:
-        """A fixed-shape batch of real tokens: ``batch_size`` (default --batch-size) x --seq-len."""
-        return self.bench.input_batch(batch_size or self.bench.settings.batch_size)
+        """A fixed-shape batch of real tokens: ``batch_size`` (default: this test's) x this test's --seq-len."""
+        return self.bench.input_batch(batch_size or self.bench.batch_size)
 
     def items_in(self, batch: dict[str, Any]) -> int:
         """Items in a batch: sequences, or tokens for causal LMs."""
@@ -410,14 +411,6 @@ class PowerMeter:
         gated = method in GATED_BASES and baseline.basis in GATED_BASES  # never on an estimate
         note = "x fp32" + ("" if gated else " (estimated: not gated)")
         return Budget("fp32", baseline.value, ratio, limit, note, passed=(ratio <= limit) or not gated)
-
-
-def energy_details(result: Any) -> dict[str, Any]:
-    details = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("readings", "idle")}
-    details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
-    details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
-    details.update(truth_check(result.readings[result.primary]))
-    return details
 
 
 # -- layer_profile --------------------------------------------------------------------------

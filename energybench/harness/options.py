@@ -22,7 +22,9 @@ from energybench.catalog import (
     BACKENDS,
     CUSTOM_MODEL,
     DEFAULT_ACCURACY_BUDGET_PP,
+    DEFAULT_BATCH_SIZE,
     DEFAULT_PERPLEXITY_BUDGET_PCT,
+    DEFAULT_SEQ_LEN,
     DEVICES,
     METERED_METRICS,
     METERS,
@@ -59,8 +61,8 @@ class Settings:
     model_source: str
     model_path: Path | None
     task: str | None
-    batch_size: int
-    seq_len: int
+    batch_size: int  # the first --batch-size (evaluation, layer study, users' own benchmarks)
+    seq_len: int  # the first --seq-len
     max_samples: int | None
     rounds: int
     warmup_rounds: int
@@ -85,6 +87,10 @@ class Settings:
     impact_samples: int | None = None  # None: energybench.layers.study.DEFAULT_IMPACT_SAMPLES
     report: bool = False
     backends: tuple[str, ...] = ("eager",)
+    batch_sizes: tuple[int, ...] = ()  # --batch-size as given; () unset: each metric's default
+    seq_lens: tuple[int, ...] = ()  # --seq-len as given; () unset: each metric's default
+    gen_tokens: int = 32
+    named_metrics: tuple[str, ...] = ()  # the metrics --metric names itself (not through 'all')
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {
@@ -136,6 +142,24 @@ def positive_int(option: str, raw: Any, allow_none: bool = False) -> int | None:
     if value < 1:
         raise SettingsError(f"{option}: {raw!r} is not a positive integer; give a whole number >= 1")
     return value
+
+
+def positive_ints(option: str, raw: Any) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers >= 1 (duplicates dropped); () when not given."""
+    if raw is None or str(raw).strip() == "":
+        return ()
+    parts = [part.strip() for part in str(raw).split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise SettingsError(
+            f"{option}: {raw!r} is not a list of positive integers; give whole numbers >= 1, comma-separated, "
+            "e.g. 1,8,32"
+        )
+    return tuple(dict.fromkeys(int(part) for part in parts))
+
+
+def named_metrics(raw: Any) -> tuple[str, ...]:
+    """The metrics --metric names one by one ('all' names none of them)."""
+    return tuple(n.strip() for n in str(raw or "").split(",") if n.strip() in METRICS)
 
 
 def timing_blocks(raw: dict[str, Any]) -> int:
@@ -286,8 +310,12 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         model_source=source,
         model_path=model_path,
         task=task,
-        batch_size=positive_int("--batch-size", raw.get("batch_size") or default("batch_size")),
-        seq_len=positive_int("--seq-len", raw.get("seq_len") or default("seq_len")),
+        batch_size=(positive_ints("--batch-size", raw.get("batch_size")) or (DEFAULT_BATCH_SIZE,))[0],
+        seq_len=(positive_ints("--seq-len", raw.get("seq_len")) or (DEFAULT_SEQ_LEN,))[0],
+        batch_sizes=positive_ints("--batch-size", raw.get("batch_size")),
+        seq_lens=positive_ints("--seq-len", raw.get("seq_len")),
+        gen_tokens=positive_int("--gen-tokens", raw.get("gen_tokens") or default("gen_tokens")),
+        named_metrics=named_metrics(raw.get("metric")),
         max_samples=positive_int("--max-samples", raw.get("max_samples"), allow_none=True),
         rounds=positive_int("--rounds", raw.get("rounds") or default("rounds")),
         warmup_rounds=positive_int("--warmup-rounds", raw.get("warmup_rounds") or default("warmup_rounds")),

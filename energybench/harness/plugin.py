@@ -165,7 +165,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def case_param(case: Case) -> Any:
     """One case as a test; every block of a timed case in one pytest-xdist group (one worker)."""
-    marks = [pytest.mark.xdist_group("/".join(case.series))] if getattr(case, "blocks", 1) > 1 else []
+    marks = [pytest.mark.xdist_group(case.series)] if getattr(case, "blocks", 1) > 1 else []
     return pytest.param(case, marks=marks, id=case.id)
 
 
@@ -230,6 +230,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         bench = bench_session(session.config)
         try:
             bench.activate(with_energy=metered)
+            bench.check_generation([c for c in cases if c is not None])
             if any(c is not None and is_user_case(c) for c in cases):
                 from energybench.harness.fixtures import activate_user_models  # deferred: heavy
 
@@ -255,7 +256,9 @@ def eb(request: pytest.FixtureRequest, eb_case: Case) -> Bench:
     """The benchmark context of one model x precision x metric case."""
     from energybench.harness.fixture import Bench  # deferred: heavy
 
-    return Bench(bench_session(request.config), eb_case, request.node.nodeid)
+    bench = Bench(bench_session(request.config), eb_case, request.node.nodeid)
+    bench.require_task()
+    return bench
 
 
 @pytest.fixture
@@ -323,6 +326,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             test_id=item.nodeid,
             source=source,
             backend=case.backend,
+            shape=case.shape,
         )
         bench.add(record)
     return report
@@ -402,7 +406,8 @@ def write_comparison(terminalreporter: Any, comparison: Any, reference: str) -> 
     for row in comparison.regressions:
         change = f"{row.change_pp:.2f} pp lost" if row.change_pp is not None else f"{row.change_pct:+.2f} %"
         terminalreporter.write_line(
-            f"ENERGYBENCH REGRESSION: {row.model} {row.precision} {row.metric} {change} "
+            f"ENERGYBENCH REGRESSION: {row.model} {row.precision} {row.metric}{' ' + row.shape if row.shape else ''} "
+            f"{change} "
             f"breaks {row.limit} ({row.basis})",
             red=True,
             bold=True,

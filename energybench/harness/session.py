@@ -8,6 +8,7 @@ import copy
 import datetime as dt
 import gc
 import json
+import re
 import subprocess
 import sys
 import time
@@ -18,11 +19,21 @@ from typing import Any
 
 import torch
 
-from energybench.catalog import DEFAULT_BACKEND, METRICS, TIMED_METRICS, variant
+from energybench.catalog import (
+    CAUSAL_LM,
+    DEFAULT_BACKEND,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEQ_LEN,
+    METRICS,
+    ONE_REQUEST_METRICS,
+    TIMED_METRICS,
+    variant,
+)
+from energybench.harness.generation import usage_problem
 from energybench.harness.options import Settings, SettingsError
 from energybench.measure.meters import Meter, MeterUnavailable, Reading
 from energybench.measure.meters.selection import MeterSet, open_meters
-from energybench.measure.quality import Quality, quality
+from energybench.measure.quality import Quality, max_positions, quality
 from energybench.models.precision import Prepared
 from energybench.models.registry import (
     REGISTRY,
@@ -50,18 +61,42 @@ class Case:
     backend: str = DEFAULT_BACKEND
     block: int = 1  # timed metrics: which of ``blocks`` passes over the selection this test times
     blocks: int = 1
+    batch_size: int | None = None  # shaped metrics: this test's shape (None: not shaped)
+    seq_len: int | None = None  # None on a shaped metric: derived from the model (generation's prompt)
+    swept: bool = False  # the metric runs at several shapes: the id shows this one
 
     @property
     def id(self) -> str:
         """``distilbert-int8`` on the default backend (ids unchanged), ``distilbert-onnxruntime-int8`` elsewhere;
-        ``-block2of5`` for a timed metric measured in blocks."""
+        ``-b8x128`` for one shape of a sweep; ``-block2of5`` for a timed metric measured in blocks."""
         block = f"-block{self.block}of{self.blocks}" if self.blocks > 1 else ""
-        return f"{self.model}-{variant(self.precision, self.backend)}{block}"
+        return f"{self.model}-{variant(self.precision, self.backend)}{self.shape_label}{block}"
 
     @property
-    def series(self) -> tuple[str, str, str]:
-        """The series its record belongs to (``Record.series``): the same for every block of a case."""
-        return (self.model, variant(self.precision, self.backend), self.metric)
+    def shape(self) -> dict[str, int]:
+        """The shape this test was asked for ({} when not shaped; a derived prompt length is left out)."""
+        given = {"batch_size": self.batch_size, "seq_len": self.seq_len}
+        return {name: value for name, value in given.items() if value is not None}
+
+    @property
+    def shape_label(self) -> str:
+        if not self.swept:
+            return ""
+        return f"-b{self.batch_size}" + (f"x{self.seq_len}" if self.seq_len else "")
+
+    @property
+    def series(self) -> str:
+        """What its record measures, the same for every block: ``distilbert-int8-b8x128/latency``."""
+        return f"{self.model}-{variant(self.precision, self.backend)}{self.shape_label}/{self.metric}"
+
+
+def case_of_test(test_id: str) -> str:
+    """A test's node id without its block: the blocks of one case share it."""
+    return re.sub(r"-block\d+of\d+\]$", "]", test_id)
+
+
+def timed_key(record: Record) -> tuple[str, ...]:
+    return (record.model, record.precision, record.backend, record.metric, case_of_test(record.test_id))
 
 
 def utc_now() -> str:
@@ -155,16 +190,44 @@ class BenchSession:
         return self.settings.task or checkpoint_task(self.settings.model_path)
 
     def cases(self, metric: str) -> list[Case]:
+        """Every test of ``metric``: block x model x backend x precision x shape. A model of another
+        task gets tests only where --metric names the metric itself (they skip with the reason)."""
         task = METRICS[metric].task
-        models = [m for m in self.settings.models if task is None or self.task(m) in (task, None)]
+        named = metric in self.settings.named_metrics
+        models = [m for m in self.settings.models if named or task is None or self.task(m) in (task, None)]
         blocks = self.settings.blocks if metric in TIMED_METRICS else 1
+        shapes = self.shapes(metric)
         return [
-            Case(m, p, metric, backend=b, block=block, blocks=blocks)
+            Case(m, p, metric, b, block, blocks, batch, seq, swept=len(shapes) > 1)
             for block in range(1, blocks + 1)
             for m in models
             for b in self.settings.backends
             for p in self.settings.precisions
+            for batch, seq in shapes
         ]
+
+    def shapes(self, metric: str) -> list[tuple[int | None, int | None]]:
+        """(batch size, sequence length) of each test of ``metric``: --batch-size x --seq-len, or the
+        metric's defaults (latency and generation at batch 1; generation's prompt from the model)."""
+        if not METRICS[metric].shaped:
+            return [(None, None)]
+        batch = 1 if metric in ONE_REQUEST_METRICS else DEFAULT_BATCH_SIZE
+        seq = None if METRICS[metric].records else DEFAULT_SEQ_LEN
+        return [(b, q) for b in self.settings.batch_sizes or (batch,) for q in self.settings.seq_lens or (seq,)]
+
+    def check_generation(self, cases: list[Case]) -> None:
+        """--seq-len + --gen-tokens within every generating model's positions, checked once the model is
+        loaded and before anything is measured: a SettingsError (one usage line) otherwise."""
+        generating = [c for c in cases if c.metric == "generation" and self.task(c.model) == CAUSAL_LM]
+        for model in dict.fromkeys(c.model for c in generating):
+            try:
+                positions = max_positions(self.loaded(model).model)
+            except ModelSourceError as error:
+                raise SettingsError(str(error)) from error
+            for seq_len in dict.fromkeys(c.seq_len for c in generating if c.model == model):
+                problem = usage_problem(seq_len, self.settings.gen_tokens, positions)
+                if problem:
+                    raise SettingsError(f"--metric generation on {model}: {problem}")
 
     def backend(self, name: str) -> Any:
         """This session's instance of backend ``name`` (it keeps the exported files of the session)."""
@@ -226,7 +289,8 @@ class BenchSession:
     # -- records and the run --------------------------------------------------------------
     def add(self, record: Record) -> Record:
         if record.metric in TIMED_METRICS:  # one record per case, rewritten by each block (or its skip)
-            self.records = [r for r in self.records if r.series != record.series]
+            key = timed_key(record)
+            self.records = [r for r in self.records if timed_key(r) != key]
         self.records.append(record)
         if record.test_id:
             self.recorded_tests.add(record.test_id)

@@ -4,9 +4,11 @@ for the sensor, divided back into energy per item, total and above idle, with CO
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from energybench.measure.meters import Reading
 from energybench.measure.meters.selection import MeterSet
@@ -99,3 +101,25 @@ def carbon_intensity(readings: dict[str, Reading]) -> float | None:
     """CodeCarbon's grid carbon intensity for the window (kg CO2eq per kWh), if it ran."""
     reading = readings.get("codecarbon")
     return reading.details.get("carbon_intensity_kg_per_kwh") if reading else None
+
+
+def energy_details(result: Any) -> dict[str, Any]:
+    details = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("readings", "idle")}
+    details["readings"] = {name: dataclasses.asdict(r) for name, r in result.readings.items()}
+    details["idle"] = dataclasses.asdict(result.idle) if result.idle else None
+    details.update(truth_check(result.readings[result.primary]))
+    return details
+
+
+def truth_check(reading: Any) -> dict[str, Any]:
+    """The primary meter's verdicts, lifted onto the record: ``unstable`` (counter and sampled power
+    disagree) with its reason, ``flags`` (clocks, power limit or throttling changed in the window)."""
+    check = reading.details.get("cross_check") or {}
+    out: dict[str, Any] = {}
+    if check:
+        out["cross_check"] = check
+        out["unstable"] = check["reason"] if check["verdict"] == "unstable" else None
+    flags = [flag for flag in reading.details.get("flags", []) if flag != check.get("reason")]
+    if flags:
+        out["flags"] = flags
+    return out

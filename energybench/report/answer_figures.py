@@ -256,10 +256,11 @@ def prefill_decode(ax: Axes, records: list[Record], model: str) -> None:
 
 
 def prefill_share(ttft: Record, decode: Record) -> str:
-    """Prefill's share of one generation where the token count is recorded, else ttft in decode steps."""
-    tokens = ttft.shape.get("new_tokens") or decode.shape.get("new_tokens") or decode.details.get("new_tokens")
+    """Prefill's share of one generation of N tokens (the prefill gives the first, N - 1 decode steps
+    the rest) where N is in the shape, else ttft in decode steps."""
+    tokens = ttft.shape.get("gen_tokens") or decode.shape.get("gen_tokens")
     if tokens:
-        share = ttft.value / (ttft.value + decode.value * int(tokens))  # type: ignore[operator]
+        share = ttft.value / (ttft.value + decode.value * (int(tokens) - 1))  # type: ignore[operator]
         return f"prefill {share:.0%} of {int(tokens)} tokens"
     return f"ttft = {ttft.value / decode.value:.1f} decode steps"  # type: ignore[operator]
 

@@ -19,23 +19,23 @@ import numpy as np
 from energybench.layers import flatten
 from energybench.results.compare import (
     Comparison,
+    Key,
     Limit,
     Row,
     breaches,
     deterministic,
     directed_metrics,
+    index,
     rounds_to_decide,
     single_value_verdict,
     worse_change_pct,
 )
-from energybench.results.schema import Record, Run
+from energybench.results.schema import Record, Run, shape_key, swept_metrics
 
 AB_ALPHA = 0.01
 AB_BAND_PCT = 2.0
 MIN_PAIRS = 2  # fewer: no spread, no CI
 SIDES = ("A", "B")
-
-Key = tuple[str, str, str]
 
 
 def abba_order(pairs: int) -> list[tuple[int, str]]:
@@ -43,8 +43,9 @@ def abba_order(pairs: int) -> list[tuple[int, str]]:
     return [(pair, side) for pair in range(pairs) for side in (SIDES if pair % 2 == 0 else SIDES[::-1])]
 
 
-def measured(run: Run) -> dict[Key, Record]:
-    return {r.series: r for r in run.records if r.metric in directed_metrics()}
+def measured(run: Run, swept: set[tuple[str, str, str]] | None = None) -> dict[Key, Record]:
+    """The run's directed records by model, precision, metric and (where swept) shape."""
+    return {key: r for key, r in index(run.records, swept).items() if r.metric in directed_metrics()}
 
 
 def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
@@ -65,7 +66,7 @@ def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
 
 
 def selection(run: Run) -> set[tuple[str, str, str, tuple]]:
-    return {(*r.series, tuple(sorted(r.shape.items()))) for r in measured(run).values()}
+    return {(r.model, r.precision, r.metric, shape_key(r)) for r in run.records if r.metric in directed_metrics()}
 
 
 def describe(items: list[tuple]) -> str:
@@ -76,7 +77,8 @@ def describe(items: list[tuple]) -> str:
 def paired_comparison(runs_a: list[Run], runs_b: list[Run], limits: dict[str, Limit] | None = None) -> Comparison:
     """One row per model x precision x metric from the pairs (runs_a[i], runs_b[i])."""
     limits = limits or {}
-    index_a, index_b = [measured(r) for r in runs_a], [measured(r) for r in runs_b]
+    swept = swept_metrics([run.records for run in runs_a + runs_b])
+    index_a, index_b = [measured(r, swept) for r in runs_a], [measured(r, swept) for r in runs_b]
     rows = [
         paired_row(key, [i[key] for i in index_a], [i[key] for i in index_b], limits.get(key[2]))
         for key in sorted(index_a[0])
@@ -85,11 +87,12 @@ def paired_comparison(runs_a: list[Run], runs_b: list[Run], limits: dict[str, Li
 
 
 def paired_row(key: Key, a: list[Record], b: list[Record], limit: Limit | None) -> Row:
-    model, precision, metric = key
+    model, precision, metric, shape = key
     base: dict[str, Any] = {
         "model": model,
         "precision": precision,
         "metric": metric,
+        "shape": shape,
         "unit": b[0].unit,
         "value_a": median_value(a),
         "value_b": median_value(b),

@@ -44,7 +44,7 @@ import numpy as np
 from energybench.catalog import METRICS
 from energybench.errors import UsageError
 from energybench.layers import flatten
-from energybench.results.schema import Record, Run
+from energybench.results.schema import Record, Run, shape_label, swept_metrics
 
 ALPHA = 0.01
 MIN_BAND_PCT = 1.0
@@ -154,6 +154,7 @@ class Row:
     gated: bool = True
     failed: bool = False
     limit: str | None = None
+    shape: str = ""  # the shape of a swept metric (``b8x128``); "" where the runs measured one shape
 
     @property
     def direction(self) -> str:
@@ -379,7 +380,8 @@ def compare_runs(
     """
     limits = limits or {}
     guard = run_incomparability(run_a, run_b)
-    index_a, index_b = index(run_a.records), index(run_b.records)
+    swept = swept_metrics([run_a.records, run_b.records])
+    index_a, index_b = index(run_a.records, swept), index(run_b.records, swept)
     fingerprint = run_b.machine.get("fingerprint")
     rows = []
     for key in sorted(set(index_a) | set(index_b)):
@@ -391,24 +393,33 @@ def compare_runs(
     return Comparison(run_a.run_id, run_b.run_id, rows, guard)
 
 
-def index(records: list[Record]) -> dict[tuple[str, str, str], Record]:
-    """Records by (model, precision as run by its backend, metric): backends are never aligned together."""
-    return {r.series: r for r in records}
+Key = tuple[str, str, str, str]  # model, precision as run by its backend, metric, shape label ("" unswept)
+
+
+def index(records: list[Record], swept: set[tuple[str, str, str]] | None = None) -> dict[Key, Record]:
+    """Records by (model, precision as run by its backend, metric, shape): backends are never aligned
+    together; shapes only where a run swept them (otherwise unlike shapes are refused as before)."""
+    out = {}
+    for r in records:
+        triple = r.series
+        out[(*triple, shape_label(r.shape) if triple in (swept or set()) else "")] = r
+    return out
 
 
 def compare_pair(
-    key: tuple[str, str, str],
+    key: Key,
     a: Record | None,
     b: Record | None,
     limit: Limit | None,
     guard: str | None,
     drift: Band | None = None,
 ) -> Row:
-    model, precision, metric = key
+    model, precision, metric, shape = key
     base = {
         "model": model,
         "precision": precision,
         "metric": metric,
+        "shape": shape,
         "limit": str(limit) if limit else None,
         "unit": (b or a).unit,
         "value_a": a.value if a else None,
@@ -467,7 +478,7 @@ def row_cells(row: Row) -> list[str]:
     return [
         row.model,
         row.precision,
-        row.metric,
+        f"{row.metric} {row.shape}" if row.shape else row.metric,
         fmt_value(row.value_a, row.unit),
         fmt_value(row.value_b, row.unit),
         change,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from energybench.results.schema import Run
+from energybench.results.schema import Run, shape_label, swept_metrics
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,13 @@ class Point:
     source: str
     status: str
     reason: str | None
+    shape: str = ""  # ``b8x128`` where the run swept this metric over shapes
 
 
 def metric_history(runs: list[Run], metric: str, model: str | None = None, precision: str | None = None) -> list[Point]:
     points = []
     for run in sorted(runs, key=lambda r: r.started_at):
+        swept = swept_metrics([run.records])
         for r in run.records:
             if r.metric != metric or (model and r.model != model) or (precision and r.precision != precision):
                 continue
@@ -51,6 +53,7 @@ def metric_history(runs: list[Run], metric: str, model: str | None = None, preci
                     r.source.get("kind", "-"),
                     r.status,
                     r.reason,
+                    shape_label(r.shape) if (r.model, r.variant, r.metric) in swept else "",
                 )
             )
     return points
@@ -65,7 +68,7 @@ def render_history(points: list[Point]) -> str:
             p.commit,
             p.machine,
             p.model,
-            p.precision,
+            f"{p.precision} {p.shape}".rstrip(),
             "-" if p.value is None else f"{p.value:.4g} {p.unit}",
             "-" if p.iqr is None else f"{p.iqr:.2g}",
             p.source,

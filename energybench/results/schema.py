@@ -324,3 +324,25 @@ def basis_from_method(record: dict[str, Any]) -> str | None:
         if head in BASES:
             return head
     return "estimated" if record.get("value") is not None else None
+
+
+# -- shapes ---------------------------------------------------------------------------------
+def swept_metrics(runs: list[list[Record]]) -> set[tuple[str, str, str]]:
+    """(model, variant, metric) that some run measured at several shapes: aligned shape by shape."""
+    swept = set()
+    for records in runs:
+        seen: dict[tuple[str, str, str], set[tuple]] = {}
+        for r in records:
+            seen.setdefault(r.series, set()).add(shape_key(r))
+        swept |= {triple for triple, shapes in seen.items() if len(shapes) > 1}
+    return swept
+
+
+def shape_key(record: Record) -> tuple:
+    return tuple(sorted(record.shape.items()))
+
+
+def shape_label(shape: dict[str, int]) -> str:
+    """``b8x128`` (batch x sequence length), ``+32 new`` for a generation's new tokens."""
+    text = f"b{shape.get('batch_size', '?')}" + (f"x{shape['seq_len']}" if "seq_len" in shape else "")
+    return text + (f"+{shape['gen_tokens']} new" if "gen_tokens" in shape else "")

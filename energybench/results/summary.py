@@ -5,7 +5,7 @@ from __future__ import annotations
 from energybench import catalog
 from energybench.layers.flatten import energy_basis
 from energybench.results.answer import JOULES_PER_WH, PER_THOUSAND
-from energybench.results.schema import Record
+from energybench.results.schema import Record, shape_label, swept_metrics
 
 
 def format_value(record: Record) -> str:
@@ -50,8 +50,10 @@ def provenance(record: Record) -> str:
 
 def summary_table(records: list[Record]) -> list[str]:
     rows = [("model", "precision", "metric", "value", "source", "note")]
+    swept = swept_metrics([records])
     for r in records:
-        rows.append((r.model, r.variant, r.metric, format_value(r), r.source.get("kind", ""), note(r)))
+        metric = f"{r.metric} {shape_label(r.shape)}" if (r.model, r.variant, r.metric) in swept else r.metric
+        rows.append((r.model, r.variant, metric, format_value(r), r.source.get("kind", ""), note(r)))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for n, row in enumerate(rows):

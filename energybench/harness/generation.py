@@ -1,0 +1,190 @@
+"""The generation benchmark of one case: time to first token, per-token decode latency, decode
+throughput, peak memory with the KV cache, and energy per generated token, each its own record."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import torch
+
+from energybench.catalog import DEFAULT_BACKEND, MAX_GENERATION_PROMPT
+from energybench.measure import energy, generation, workloads
+from energybench.measure.generation import Generation
+from energybench.measure.quality import max_positions
+from energybench.models.precision import PrecisionUnsupported
+from energybench.results.schema import Record, TimingStats
+
+if TYPE_CHECKING:
+    from energybench.harness.fixture import Bench
+
+
+def prompt_len(seq_len: int | None, gen_tokens: int, positions: int) -> int:
+    """--seq-len where given, else the model's maximum - --gen-tokens, at most 128 (and at least 1)."""
+    return seq_len or max(1, min(positions - gen_tokens, MAX_GENERATION_PROMPT))
+
+
+def usage_problem(seq_len: int | None, gen_tokens: int, positions: int) -> str | None:
+    """The usage error line where the prompt and the new tokens do not fit the model's positions."""
+    return generation.too_long(prompt_len(seq_len, gen_tokens, positions), gen_tokens, positions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """The timed generations of one case."""
+
+    runs: list[Generation]
+    warmup: int
+
+    @property
+    def prefill_s(self) -> list[float]:
+        return [run.prefill_s for run in self.runs]
+
+    @property
+    def decode_s(self) -> list[float]:
+        return [step for run in self.runs for step in run.decode_s]
+
+
+class GenerationBench:
+    """Records the generation metric of one case through its :class:`Bench`."""
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.gen_tokens = bench.settings.gen_tokens
+
+    def run(self) -> list[Record]:
+        self.require_generation()
+        model, prompt = self.bench.prepared.model, self.prompt()
+        timed = self.time(model, prompt)
+        return [self.ttft(timed), *self.decode(timed), self.energy(model, prompt), self.memory(prompt)]
+
+    def prompt(self) -> torch.Tensor:
+        """This case's prompts: --batch-size rows of real WikiText-2 tokens of the prompt length (sets ``shape``)."""
+        positions = max_positions(self.bench.prepared.model)
+        problem = usage_problem(self.bench.case.seq_len, self.gen_tokens, positions)
+        if problem:  # the session checks this before anything runs; a user's own case lands here
+            pytest.fail(problem, pytrace=False)
+        self.shape = {
+            "batch_size": self.bench.batch_size,
+            "seq_len": prompt_len(self.bench.case.seq_len, self.gen_tokens, positions),
+            "gen_tokens": self.gen_tokens,
+        }
+        return self.bench.input_batch(self.shape["batch_size"], seq_len=self.shape["seq_len"])["input_ids"]
+
+    def require_generation(self) -> None:
+        if self.bench.case.backend != DEFAULT_BACKEND:
+            self.bench.skip(
+                f"generation on the {self.bench.case.backend} backend is not wired: it runs the model's forward on "
+                "fixed inputs, without the KV cache a decode step needs (no cache export); use --backend eager"
+            )
+        if not hasattr(self.bench.prepared.model, "generation_config"):
+            self.bench.skip(
+                f"{self.bench.case.model} {self.bench.label} is not a generative model (no generation_config)"
+            )
+
+    def time(self, model: Any, prompt: Any) -> Timed:
+        device, settings = self.bench.device, self.bench.settings
+        for _ in range(settings.warmup_rounds):
+            generation.greedy(model, prompt, self.gen_tokens, device)
+        runs = [generation.greedy(model, prompt, self.gen_tokens, device) for _ in range(settings.rounds)]
+        for run in runs:  # exactly --gen-tokens new tokens for every row, no early stop
+            assert tuple(run.tokens.shape) == (self.shape["batch_size"], self.gen_tokens), run.tokens.shape
+        return Timed(runs, settings.warmup_rounds)
+
+    def layout(self, timed: Timed) -> str:
+        clock = "wall clock synchronized at both ends" if self.bench.device.type == "cuda" else "wall clock"
+        return (
+            f"greedy, KV cache, {self.gen_tokens} new tokens after a {self.shape['batch_size']} x "
+            f"{self.shape['seq_len']}-token WikiText-2 prompt; {len(timed.runs)} generations after "
+            f"{timed.warmup} warm-up; {clock} (perf_counter)"
+        )
+
+    def record(self, value: float | None, unit: str, method: str, metric: str, **fields: Any) -> Record:
+        return self.bench.record(value, unit, method, metric=metric, shape=self.shape, **fields)
+
+    def ttft(self, timed: Timed) -> Record:
+        stats = TimingStats.from_rounds(timed.prefill_s)
+        method = "prefill: the prompt's forward pass and the first token, median; " + self.layout(timed)
+        return self.record(stats.median_s, "s", method, "ttft", timing=stats)
+
+    def decode(self, timed: Timed) -> list[Record]:
+        if not timed.decode_s:
+            why = f"--gen-tokens {self.gen_tokens}: the first token comes from the prefill; there is no decode step"
+            return [
+                self.record(None, "s", "", "decode-latency", status="skipped", reason=why),
+                self.record(None, "tokens/s", "", "decode-throughput", status="skipped", reason=why),
+            ]
+        stats = TimingStats.from_rounds(timed.decode_s)
+        steps = self.gen_tokens - 1
+        details = {"p90_s": stats.p90_s, "p99_s": stats.p99_s, "steps_per_generation": steps}
+        method = f"one decode step of the batch, median of {stats.rounds} steps ({steps} per generation); "
+        latency = self.record(
+            stats.median_s, "s", method + self.layout(timed), "decode-latency", timing=stats, details=details
+        )
+        tokens_per_s = self.shape["batch_size"] * len(timed.decode_s) / sum(timed.decode_s)
+        method = f"{self.shape['batch_size']} rows x {len(timed.decode_s)} steps / their summed time; " + self.layout(
+            timed
+        )
+        throughput = self.record(tokens_per_s, "tokens/s", method, "decode-throughput", details=details)
+        return [latency, throughput]
+
+    def energy(self, model: Any, prompt: Any) -> Record:
+        """Energy per generated token over a metered window of decode steps only (from a prefilled cache
+        rewound before each call); of whole generations, labelled so, where decode cannot run alone."""
+        meters, settings, device = self.bench.session.meter_set, self.bench.settings, self.bench.device
+        if meters is None or meters.primary() is None:
+            absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
+            why = f"no power meter can run here ({absent or 'meters not opened'})"
+            return self.record(None, "J/token", "", "generation-energy", status="skipped", reason=why)
+        run = generation.decode_only_call(model, prompt, self.gen_tokens, device)
+        basis, tokens = "decode only", self.gen_tokens - 1
+        if run is None:
+            run = generation.whole_generation_call(model, prompt, self.gen_tokens, device)
+            basis, tokens = "whole generation (prefill + decode)", self.gen_tokens
+        items = self.shape["batch_size"] * tokens
+        idle = self.bench.session.idle_reading(meters.primary())
+        result = energy.measure(
+            run,
+            meters,
+            idle,
+            items_per_call=items,
+            configured_min_s=settings.energy_min_s,
+            min_calls=settings.energy_min_calls,
+        )
+        method = (
+            f"{result.method}: {basis}, {result.primary} on {result.readings[result.primary].device}, "
+            f"{result.window_s:.2f} s window over {result.calls} calls of {items} generated tokens; "
+            f"idle baseline {settings.idle_s:.1f} s"
+        )
+        details = {"window": basis, **energy.energy_details(result)}
+        status = "ok" if result.reason is None else "skipped"
+        fields = {"basis": result.method, "reason": result.reason, "status": status, "details": details}
+        return self.record(result.per_item_j, "J/token", method, "generation-energy", **fields)
+
+    def memory(self, prompt: Any) -> Record:
+        """Peak memory of one generation of a fresh copy (weights, activations and the KV cache) above
+        the memory in use before the copy; the kernels are warm from the timed generations."""
+        session, case, device = self.bench.session, self.bench.case, self.bench.device
+        session.release_prepared()
+        baseline = workloads.memory_baseline(device)
+        try:
+            fresh = session.fresh(case.model, case.precision, case.backend)
+        except PrecisionUnsupported as error:
+            self.bench.skip(f"{self.bench.label} on {device}: {error}")
+        found: list[Generation] = []
+        peak = workloads.peak_memory(
+            lambda: found.append(
+                generation.greedy(fresh.model, prompt, self.gen_tokens, device, generation.empty_cache(fresh.model))
+            ),
+            device,
+            baseline,
+        )
+        details = {"kv_cache_bytes": found[0].cache_bytes, "model_tensor_bytes": workloads.model_bytes(fresh.model)}
+        method = f"one whole generation of a fresh copy: {peak.method}"
+        if peak.peak_bytes <= 0:
+            why = f"memory did not grow above the baseline ({peak.peak_bytes} bytes): not measurable"
+            return self.record(
+                None, "bytes", method, "generation-memory", status="skipped", reason=why, details=details
+            )
+        return self.record(float(peak.peak_bytes), "bytes", method, "generation-memory", details=details)

@@ -1,0 +1,204 @@
+"""Timed greedy decoding with the KV cache: prefill (time to first token) and every decode step apart.
+
+Decoding is ``model.generate`` itself (greedy, the KV cache, ``min_new_tokens = max_new_tokens``:
+exactly ``gen_tokens`` new tokens, EOS never ends it early), so a step costs what it costs a user of
+generate, its per-step bookkeeping included. A streamer timestamps each step: generate hands it
+every new token as a CPU tensor, a copy that waits for the device, so each stamp follows the step's
+device work. Time to first token runs from the call to the first token; each decode step from one
+token to the next. For the energy window, :func:`decode_only_call` runs the decode steps alone
+from a prefilled cache (:func:`prefill` and :func:`rewind`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from energybench.measure.workloads import synchronize
+
+
+@dataclass
+class Prefilled:
+    """The state after prefill: the cache of the prompt and the first new token, (batch, 1)."""
+
+    cache: Any
+    first_token: torch.Tensor
+    prompt_len: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    tokens: torch.Tensor  # (batch, gen_tokens): the new tokens, on the CPU
+    prefill_s: float  # the prompt's forward pass and the first token: time to first token
+    decode_s: tuple[float, ...]  # one per decode step: gen_tokens - 1 steps
+    cache_bytes: int | None  # the KV cache after the last step (prompt + generated tokens), where asked for
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Generated tokens of the whole batch per second of decoding (None with no decode step)."""
+        return self.batch_size * len(self.decode_s) / sum(self.decode_s) if self.decode_s else None
+
+
+def too_long(prompt_len: int, gen_tokens: int, positions: int) -> str | None:
+    """Why a prompt of ``prompt_len`` tokens plus ``gen_tokens`` new ones does not fit ``positions``."""
+    if prompt_len + gen_tokens <= positions:
+        return None
+    return (
+        f"--seq-len {prompt_len} + --gen-tokens {gen_tokens} = {prompt_len + gen_tokens} exceeds the model's "
+        f"maximum of {positions} positions; give --seq-len <= {max(positions - gen_tokens, 0)} or fewer --gen-tokens"
+    )
+
+
+def eos_token(model: nn.Module) -> int | None:
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None) if config is not None else None
+    return eos[0] if isinstance(eos, list) and eos else eos
+
+
+def returned_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def cache_bytes(cache: Any) -> int:
+    """Bytes held by the key and value tensors of a transformers Cache (``layers[i].keys/values``)."""
+    tensors = [getattr(layer, name, None) for layer in getattr(cache, "layers", ()) for name in ("keys", "values")]
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def next_token(logits: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """The greedy next token of every row, (batch, 1); EOS is never chosen (no early stop)."""
+    last = logits[:, -1, :]
+    if eos_id is not None and 0 <= eos_id < last.shape[-1]:
+        last = last.clone()
+        last[:, eos_id] = -float("inf")
+    return last.argmax(dim=-1, keepdim=True)
+
+
+@torch.inference_mode()
+def prefill(model: nn.Module, input_ids: torch.Tensor, device: torch.device) -> tuple[Prefilled, float]:
+    """The prompt's forward pass with the cache and the first token; (state, seconds)."""
+    input_ids = input_ids.to(device)
+    synchronize(device)
+    start = time.perf_counter()
+    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)  # as generate(): the last logits only
+    token = next_token(out.logits, eos_token(model))
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return Prefilled(returned_cache(out), token, int(input_ids.shape[1])), seconds
+
+
+class StepClock:
+    """A ``generate`` streamer that stamps the time of each put: the prompt first, then every new token."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def generate_kwargs(model: nn.Module, input_ids: torch.Tensor, new_tokens: int) -> dict[str, Any]:
+    """Greedy generate of exactly ``new_tokens`` tokens with the KV cache (the reference harness call)."""
+    pad = getattr(model.generation_config, "pad_token_id", None)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "max_new_tokens": new_tokens,
+        "min_new_tokens": new_tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "use_cache": True,
+        "pad_token_id": eos_token(model) if pad is None else pad,
+    }
+
+
+@torch.inference_mode()
+def greedy(
+    model: nn.Module, input_ids: torch.Tensor, gen_tokens: int, device: torch.device, cache: Any = None
+) -> Generation:
+    """``model.generate`` of exactly ``gen_tokens`` greedy tokens, prefill and each decode step timed.
+
+    ``cache``: an empty transformers Cache to fill (its bytes are then reported); None lets generate
+    make its own, as a user's call does."""
+    input_ids = input_ids.to(device)
+    clock = StepClock()
+    extra = {"cache": cache} if cache is not None else {}
+    synchronize(device)
+    start = time.perf_counter()
+    out = model.generate(**generate_kwargs(model, input_ids, gen_tokens), streamer=clock, **extra)
+    synchronize(device)
+    stamps = clock.stamps[1:]  # the first put is the prompt
+    if len(stamps) != gen_tokens:
+        raise RuntimeError(f"generate produced {len(stamps)} tokens, not the {gen_tokens} asked for")
+    decode_s = tuple(later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False))
+    new = out[:, input_ids.shape[1] :].cpu()
+    return Generation(new, stamps[0] - start, decode_s, cache_bytes(cache) if cache is not None else None)
+
+
+def empty_cache(model: nn.Module) -> Any:
+    """A new DynamicCache for ``model`` (to read the KV cache's bytes after a generation)."""
+    from transformers import DynamicCache  # deferred: heavy
+
+    return DynamicCache(config=model.config)
+
+
+def rewind(state: Prefilled) -> bool:
+    """Crop the cache back to the prompt, so decoding can run again from the same prefilled state
+    without a new prefill; False when this cache cannot be cropped (then decode cannot be metered alone).
+
+    A DynamicCache grows by concatenation, so cropping leaves the prompt's keys and values as they were."""
+    crop, length = getattr(state.cache, "crop", None), getattr(state.cache, "get_seq_length", None)
+    if crop is None or length is None:
+        return False
+    extra = length() - state.prompt_len
+    if extra > 0:
+        crop(-extra)
+    return length() == state.prompt_len
+
+
+def decode_only_call(
+    model: nn.Module, input_ids: torch.Tensor, gen_tokens: int, device: torch.device
+) -> Callable[[], None] | None:
+    """A no-argument call of the ``gen_tokens - 1`` decode steps after the first token: ``generate``
+    continues from one prefilled cache, rewound to the prompt before each call, so no prefill runs
+    in it. None where decode cannot run alone (one new token has no decode step, or the cache
+    cannot be rewound)."""
+    if gen_tokens < 2:
+        return None
+    state, _ = prefill(model, input_ids, device)
+    if not rewind(state):
+        return None
+    prompt_and_first = torch.cat([input_ids.to(device), state.first_token], dim=1)
+    kwargs = generate_kwargs(model, prompt_and_first, gen_tokens - 1)
+
+    def run() -> None:
+        rewind(state)
+        with torch.inference_mode():
+            model.generate(**kwargs, cache=state.cache)
+        synchronize(device)
+
+    return run
+
+
+def whole_generation_call(
+    model: nn.Module, input_ids: torch.Tensor, gen_tokens: int, device: torch.device
+) -> Callable[[], None]:
+    """A no-argument call of one whole generation: prefill and every decode step."""
+
+    def run() -> None:
+        greedy(model, input_ids, gen_tokens, device)
+
+    return run
