@@ -70,7 +70,7 @@ def compare_path(args: argparse.Namespace, work: Path) -> dict[str, list[dict[st
     if first.returncode != 0:
         raise SystemExit(f"baseline run failed: {first.stdout[-2000:]}{first.stderr[-2000:]}")
     results: dict[str, list[dict[str, str]]] = {}
-    for factor in [1.0, *args.slowdowns]:
+    for factor in factors(args):
         label = "A/A" if factor == 1.0 else f"{factor:g}x"
         for i in range(args.reruns):
             reports = history
@@ -107,9 +107,13 @@ def slow_python(work: Path, factor: float) -> Path:
     return path
 
 
+def factors(args: argparse.Namespace) -> list[float]:
+    return [*([] if args.skip_aa else [1.0]), *args.slowdowns]
+
+
 def ab_path(args: argparse.Namespace, work: Path) -> dict[str, list[dict[str, str]]]:
     results: dict[str, list[dict[str, str]]] = {}
-    for factor in [1.0, *args.slowdowns]:
+    for factor in factors(args):
         label = "A/A" if factor == 1.0 else f"{factor:g}x"
         candidate = sys.executable if factor == 1.0 else str(slow_python(work, factor))
         for i in range(args.reruns):
@@ -146,6 +150,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--slowdowns", type=lambda s: [float(x) for x in s.split(",") if x], default=[1.5, 1.15])
     parser.add_argument("--paths", default="compare,ab")
+    parser.add_argument("--skip-aa", action="store_true", help="only the slowdowns (the A/A sessions measured apart)")
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args()
     args.pytest_args = args.pytest_args or DEFAULT_ARGS
