@@ -10,6 +10,7 @@ from energybench.models.embedded import load_or_build
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="issue 13, open: attention still near uniform after 1400 steps; 87.98 at L/4 vs 87.90 at L/2",
 )
 def test_the_embedded_gpt2_scores_better_with_more_context(embedded_cache):
