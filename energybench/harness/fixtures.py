@@ -354,23 +354,10 @@ class PowerMeter:
         self, run: Callable[[], None], *, items: int, item: str = "sample", shape: dict[str, int] | None = None
     ) -> EnergyOutcome:
         """``run`` must synchronize the device itself (``eb_model.forward`` does); ``items`` per call."""
-        from energybench.measure import energy  # deferred: heavy
 
-        meters, settings = self.meters(), self.bench.settings
-        idle = self.bench.session.idle_reading(meters.primary())
-        result = energy.measure(
-            run,
-            meters,
-            idle,
-            items_per_call=items,
-            configured_min_s=settings.energy_min_s,
-            min_calls=settings.energy_min_calls,
-        )
-        method = (
-            f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
-            f"{result.window_s:.2f} s window over {result.calls} calls of {items} {item}s; "
-            f"idle baseline {settings.idle_s:.1f} s"
-        )
+        self.meters()  # or skip, saying why
+        settings = self.bench.settings
+        result, method = self.bench.session.metered(run, items, f"{item}s")
         common = {
             "shape": shape or {},
             "details": energy_details(result),

@@ -132,7 +132,7 @@ class GenerationBench:
     def energy(self, model: Any, prompt: Any) -> Record:
         """Energy per generated token over a metered window of decode steps only (from a prefilled cache
         rewound before each call); of whole generations, labelled so, where decode cannot run alone."""
-        meters, settings, device = self.bench.session.meter_set, self.bench.settings, self.bench.device
+        meters, device = self.bench.session.meter_set, self.bench.device
         if meters is None or meters.primary() is None:
             absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
             why = f"no power meter can run here ({absent or 'meters not opened'})"
@@ -143,20 +143,7 @@ class GenerationBench:
             run = generation.whole_generation_call(model, prompt, self.gen_tokens, device)
             basis, tokens = "whole generation (prefill + decode)", self.gen_tokens
         items = self.shape["batch_size"] * tokens
-        idle = self.bench.session.idle_reading(meters.primary())
-        result = energy.measure(
-            run,
-            meters,
-            idle,
-            items_per_call=items,
-            configured_min_s=settings.energy_min_s,
-            min_calls=settings.energy_min_calls,
-        )
-        method = (
-            f"{result.method}: {basis}, {result.primary} on {result.readings[result.primary].device}, "
-            f"{result.window_s:.2f} s window over {result.calls} calls of {items} generated tokens; "
-            f"idle baseline {settings.idle_s:.1f} s"
-        )
+        result, method = self.bench.session.metered(run, items, f"generated tokens ({basis})")
         details = {"window": basis, **energy.energy_details(result)}
         status = "ok" if result.reason is None else "skipped"
         fields = {"basis": result.method, "reason": result.reason, "status": status, "details": details}

@@ -159,6 +159,29 @@ class BenchSession:
         except MeterUnavailable as error:
             raise SettingsError(str(error)) from error
 
+    def metered(self, run: Callable[[], None], items: int, what: str) -> tuple[Any, str]:
+        """One metered window of ``run`` (``items`` per call, described as ``what``) above this
+        session's idle baseline: the energy result and the method line every energy record shows."""
+        from energybench.measure import energy  # deferred: heavy
+
+        meters, settings = self.meter_set, self.settings
+        assert meters is not None and meters.primary() is not None, "open the meters before metering"
+        idle = self.idle_reading(meters.primary())
+        result = energy.measure(
+            run,
+            meters,
+            idle,
+            items_per_call=items,
+            configured_min_s=settings.energy_min_s,
+            min_calls=settings.energy_min_calls,
+        )
+        method = (
+            f"{result.method}: {result.primary} on {result.readings[result.primary].device}, "
+            f"{result.window_s:.2f} s window over {result.calls} calls of {items} {what}; "
+            f"idle baseline {settings.idle_s:.1f} s"
+        )
+        return result, method
+
     def idle_reading(self, meter: Meter) -> Reading:
         """The meter's reading over ``idle_s`` seconds of doing nothing, once per session."""
         if meter.name not in self._idle:
