@@ -62,6 +62,29 @@ def test_latency_objective_reads_per_item_at_each_batch():
     assert "4.000 ms per item" in found.line() and "runner-up int8 on eager, batch 1" in found.line()
 
 
+def test_a_margin_inside_the_rounds_spread_is_called_a_tie():
+    run = make_run(models=("distilbert",), layers=False)
+    batch8 = {"batch_size": 8, "seq_len": 128}
+    for value, spread in ((0.0472, 0.3), (0.048, 0.3)):  # 5.90 vs 6.00 ms per item: 1.7 %, IQR about 19 %
+        run.records += [
+            Record(
+                "distilbert",
+                "int8" if value < 0.048 else "fp32",
+                "latency",
+                value,
+                "s",
+                method="m",
+                timing=timed(value, spread),
+                shape=batch8,
+                **COMMON,
+            )
+        ]
+    line = recommend(run, "latency")[0].line()
+    assert "ship int8 on eager, batch 8" in line and "a tie: the margin is inside the rounds' spread" in line
+    clear = recommend(make_run(models=("distilbert",), layers=False), "latency")[0].line()
+    assert "a tie" not in clear
+
+
 def test_nothing_meets_the_budget_names_the_closest():
     records = [
         Record("distilbert", "fp32", "accuracy", 0.80, "fraction", method="eval", **COMMON),

@@ -32,6 +32,7 @@ class Candidate:
     unit: str
     basis: str | None
     loss: Loss | None
+    spread: float | None = None  # timed records: IQR / median of the rounds
 
     @property
     def label(self) -> str:
@@ -67,8 +68,19 @@ class Recommendation:
         pct = saved / r.value * 100.0 if r.value else 0.0
         return (
             f"{text}; {format_value(saved, w.unit)} ({pct:.1f} %) less than the runner-up {r.label} "
-            f"({show(r)}, {basis_words(r)})"
+            f"({show(r)}, {basis_words(r)})" + tie_note(w, r, pct)
         )
+
+
+def tie_note(winner: Candidate, runner_up: Candidate, margin_pct: float) -> str:
+    """A margin inside the rounds' own spread is not a ranking: say so."""
+    spreads = [c.spread for c in (winner, runner_up) if c.spread is not None]
+    if not spreads or margin_pct >= max(spreads) * 100.0:
+        return ""
+    return (
+        f"; a tie: the margin is inside the rounds' spread (IQR {max(spreads) * 100.0:.0f} % of the median), "
+        "decide with energybench ab"
+    )
 
 
 def show(candidate: Candidate) -> str:
@@ -109,11 +121,16 @@ def candidates(records: list[Record], config: Config, objective: str) -> list[Ca
     loss = quality_loss(records, config)
     wanted = OBJECTIVES[objective]
     return [
-        Candidate(config, batch_size(r), per_item(r), metric(wanted).unit.split("/")[0], r.basis, loss)  # type: ignore[arg-type]
+        Candidate(config, batch_size(r), per_item(r), metric(wanted).unit.split("/")[0], r.basis, loss, spread(r))  # type: ignore[arg-type]
         for r in records
         if (r.model, r.precision, r.backend, r.metric) == (config.model, config.precision, config.backend, wanted)
         and r.value is not None
     ]
+
+
+def spread(record: Record) -> float | None:
+    timing = record.timing
+    return timing.iqr_s / timing.median_s if timing is not None and timing.median_s > 0 else None
 
 
 def over_by(candidate: Candidate, budget: tuple[str, float] | None) -> float:
