@@ -22,6 +22,7 @@ import time
 import torch
 
 from energybench import data
+from energybench.errors import Unsupported
 from energybench.measure.quality import accuracy
 from energybench.measure.workloads import fixed_batch
 from energybench.models import registry
@@ -31,7 +32,7 @@ VARIANTS = (
     ("eager", "fp32"),
     ("eager", "int8"),
     ("compile", "fp32"),
-    ("compile", "int8"),
+    ("compile", "int8-dyn"),
     ("onnxruntime", "fp32"),
     ("onnxruntime", "int8-static"),
 )
@@ -55,7 +56,11 @@ def latency_table(rounds: int, variants: tuple[tuple[str, str], ...]) -> None:
     for name, precision in variants:
         start = time.perf_counter()
         runner = backend(name)
-        runners[(name, precision)] = (runner, runner.prepare(copy.deepcopy(loaded.model), precision, cpu, loaded))
+        try:
+            runners[(name, precision)] = (runner, runner.prepare(copy.deepcopy(loaded.model), precision, cpu, loaded))
+        except Unsupported as why:
+            print(f"{name} {precision}: skipped: {why}", flush=True)
+            continue
         notes[(name, precision)] = f"prepared in {time.perf_counter() - start:.0f} s"
         print(f"{name} {precision}: {notes[(name, precision)]}", flush=True)
     times: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
