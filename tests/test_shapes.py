@@ -32,6 +32,7 @@ def test_shape_lists_keep_their_order_and_drop_repeats(tmp_path):
     assert settings.batch_sizes == (8, 1) and settings.seq_lens == (128, 32)
     assert (settings.batch_size, settings.seq_len) == (8, 128)  # evaluation and the layer study: the first shape
     assert parse({}, tmp_path).batch_sizes == () and parse({}, tmp_path).batch_size == 32
+    assert parse({"batch_size": "1,32,8"}, tmp_path).batch_size == 32  # quality and the layer study: the largest
 
 
 def case_ids(tmp_path, metric, **raw):

@@ -61,7 +61,7 @@ class Settings:
     model_source: str
     model_path: Path | None
     task: str | None
-    batch_size: int  # the first --batch-size (evaluation, layer study, users' own benchmarks)
+    batch_size: int  # the largest --batch-size (evaluation, layer study, users' own benchmarks)
     seq_len: int  # the first --seq-len
     max_samples: int | None
     rounds: int
@@ -310,7 +310,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         model_source=source,
         model_path=model_path,
         task=task,
-        batch_size=(positive_ints("--batch-size", raw.get("batch_size")) or (DEFAULT_BATCH_SIZE,))[0],
+        batch_size=max(positive_ints("--batch-size", raw.get("batch_size")) or (DEFAULT_BATCH_SIZE,)),
         seq_len=(positive_ints("--seq-len", raw.get("seq_len")) or (DEFAULT_SEQ_LEN,))[0],
         batch_sizes=positive_ints("--batch-size", raw.get("batch_size")),
         seq_lens=positive_ints("--seq-len", raw.get("seq_len")),
