@@ -171,7 +171,7 @@ class Bench:
         out: dict[str, Any] = {"cuda_events": timing} if timing else {}
         compile_s = getattr(self.prepared.model, "compile_s", None)
         if compile_s:
-            out["compile_s"] = dict(compile_s)  # the first call per batch size: never in the timed rounds
+            out["compile_s"] = dict(compile_s)  # first call per batch size, quality pass included; never timed
         return out
 
     def record_latency(self, benchmark: Any) -> Record:
@@ -258,7 +258,7 @@ class Bench:
         return self.record(float(size), "bytes", "len(torch.save(model.state_dict())) in memory")
 
     def isolated_memory(self, prepared: Prepared, batch: dict[str, Any]) -> dict[str, Any]:
-        """Peak RSS of a fresh spawned process that loads only the converted model and runs one
+        """Peak RSS of a fresh process that loads only the converted model and runs one
         forward pass, weights and activations apart (CPU); the reason where it cannot be measured."""
         from energybench.measure import isolated  # deferred: heavy
 
@@ -303,7 +303,7 @@ class Bench:
         )
         budget = self.budget(result.value)
         status = "budget-breach" if budget and not budget.passed else "ok"
-        details = {**result.details, **self.predicted_vs_measured(budget)}
+        details = {**result.details, **self.predicted_vs_measured(budget), **self.timing_details()}
         record = self.record(
             result.value, result.unit, result.method, data=result.data, details=details, budget=budget, status=status
         )
