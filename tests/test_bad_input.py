@@ -188,6 +188,7 @@ def test_unusable_checkpoints_are_one_usage_error_in_the_suite(suite, classifier
 # -- 2. interrupted sessions ----------------------------------------------------------------------
 CTRL_C_AFTER_FIRST_TEST = """
 import os, signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the launcher ignores SIGINT (a job run with &)
 def pytest_runtest_logfinish(nodeid):
     os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C after the first benchmark
 """
