@@ -189,6 +189,7 @@ def test_unusable_checkpoints_are_one_usage_error_in_the_suite(suite, classifier
 CTRL_C_AFTER_FIRST_TEST = """
 import os, signal
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the launcher ignores SIGINT (a job run with &)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # or blocks it
 def pytest_runtest_logfinish(nodeid):
     os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C after the first benchmark
 """
