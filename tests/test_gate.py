@@ -75,25 +75,15 @@ def test_xdist_workers_merge_into_one_saved_run(suite):
     assert run["models"]["distilbert"]["kind"] == "embedded"
 
 
-def test_every_block_of_a_timed_test_runs_on_one_xdist_worker(suite):
+def test_blocks_are_refused_under_xdist_before_anything_runs(suite):
     """Blocks spread over workers would each save a record of their own blocks alone."""
-    args = ["benchmarks", "--metric", "latency", "--precision", "fp32,int8", *FAST, "--blocks", "3"]
-    result = suite.runpytest_subprocess(*args, "-n", "2", "-v")
-    workers: dict[str, set[str]] = {}
-    for line in result.outlines:  # [gw1] [ 50%] SKIPPED ...::test_latency[distilbert-int8-block2of3]@...
-        if line.startswith("[gw") and "test_latency[" in line:
-            case = line.split("test_latency[")[1].split("-block")[0]
-            workers.setdefault(case, set()).add(line.split("]")[0])
-    assert set(workers) == {"distilbert-fp32", "distilbert-int8"}
-    assert all(len(w) == 1 for w in workers.values()), workers
-
-
-def test_block_distribution_keeps_blocks_together_or_refuses():
-    assert scaleout.block_distribution("load", 5, ("latency",)) == "loadgroup"
-    assert scaleout.block_distribution("load", 1, ("latency",)) == "load"
-    assert scaleout.block_distribution("load", 5, ("accuracy",)) == "load"
-    with pytest.raises(SettingsError, match="--dist worksteal would split a timed test's 5 blocks"):
-        scaleout.block_distribution("worksteal", 5, ("throughput",))
+    args = ["benchmarks", "--metric", "latency", "--precision", "fp32", *FAST, "--blocks", "3", "-n", "2"]
+    result = suite.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pytest-xdist with --blocks 3: the blocks of a timed test would be split*"])
+    scaleout.check_blocks(2, 1, ("latency",))  # one block: allowed
+    scaleout.check_blocks(2, 5, ("accuracy", "energy"))  # nothing timed: allowed
+    scaleout.check_blocks(0, 5, ("latency",))  # no xdist: allowed
 
 
 def test_each_worker_gets_its_own_gpu():

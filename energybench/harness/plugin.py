@@ -96,7 +96,7 @@ def configure_scaleout(config: pytest.Config, settings: Settings) -> None:
     if settings.device != "cpu" and gpus:
         scaleout.gpu_for_worker("gw0", count, gpus)
     scaleout.check_cpu_energy(count, settings.metrics, gpus, settings.device)
-    config.option.dist = scaleout.block_distribution(config.getoption("dist"), settings.blocks, settings.metrics)
+    scaleout.check_blocks(count, settings.blocks, settings.metrics)
     config.stash[GPUS_KEY] = gpus
 
 
@@ -160,13 +160,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 f"{', '.join(METRICS)}, or @pytest.mark.energybench(models=[...], precisions=[...]) for your own",
             )
         cases = session.cases(metric)
-    metafunc.parametrize("eb_case", [case_param(c) for c in cases])
-
-
-def case_param(case: Case) -> Any:
-    """One case as a test; every block of a timed case in one pytest-xdist group (one worker)."""
-    marks = [pytest.mark.xdist_group(case.series)] if getattr(case, "blocks", 1) > 1 else []
-    return pytest.param(case, marks=marks, id=case.id)
+    metafunc.parametrize("eb_case", cases, ids=[c.id for c in cases])
 
 
 def marker_error(config: pytest.Config, line: str) -> None:

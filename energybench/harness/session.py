@@ -84,11 +84,6 @@ class Case:
             return ""
         return f"-b{self.batch_size}" + (f"x{self.seq_len}" if self.seq_len else "")
 
-    @property
-    def series(self) -> str:
-        """What its record measures, the same for every block: ``distilbert-int8-b8x128/latency``."""
-        return f"{self.model}-{variant(self.precision, self.backend)}{self.shape_label}/{self.metric}"
-
 
 def case_of_test(test_id: str) -> str:
     """A test's node id without its block: the blocks of one case share it."""

@@ -57,19 +57,14 @@ def check_cpu_energy(worker_count: int, metrics: tuple[str, ...], gpus: list[str
         )
 
 
-def block_distribution(dist: str, blocks: int, metrics: tuple[str, ...]) -> str:
-    """The --dist mode that keeps every block of a timed test on one worker: ``loadgroup``.
-
-    Each block is its own test; spread over workers (``load``), each worker would save a record
-    of its own blocks alone. ``-n N`` (dist ``load``) becomes ``loadgroup``; another mode is refused."""
-    if blocks <= 1 or not set(TIMED_METRICS) & set(metrics) or dist == "loadgroup":
-        return dist
-    if dist == "load":
-        return "loadgroup"
-    raise SettingsError(
-        f"pytest-xdist --dist {dist} would split a timed test's {blocks} blocks over workers; "
-        "use --dist loadgroup (energybench's default with -n) or --blocks 1"
-    )
+def check_blocks(worker_count: int, blocks: int, metrics: tuple[str, ...]) -> None:
+    """Each block of a timed test is a test of its own; spread over workers, each worker would save
+    a record of its own blocks alone. pytest-xdist does not keep them on one worker, so refuse."""
+    if worker_count > 1 and blocks > 1 and set(TIMED_METRICS) & set(metrics):
+        raise SettingsError(
+            f"pytest-xdist with --blocks {blocks}: the blocks of a timed test would be split over workers, "
+            "each saving part of its rounds; give --blocks 1 with -n, or time latency/throughput without -n"
+        )
 
 
 def count_gpus_without_cuda_init() -> int:
