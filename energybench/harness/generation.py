@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 
-from energybench.catalog import DEFAULT_BACKEND, MAX_GENERATION_PROMPT
+from energybench.catalog import DEFAULT_BACKEND
 from energybench.measure import energy, generation, workloads
 from energybench.measure.generation import Generation
 from energybench.measure.quality import max_positions
@@ -18,16 +18,6 @@ from energybench.results.schema import Record, TimingStats
 
 if TYPE_CHECKING:
     from energybench.harness.fixture import Bench
-
-
-def prompt_len(seq_len: int | None, gen_tokens: int, positions: int) -> int:
-    """--seq-len where given, else the model's maximum - --gen-tokens, at most 128 (and at least 1)."""
-    return seq_len or max(1, min(positions - gen_tokens, MAX_GENERATION_PROMPT))
-
-
-def usage_problem(seq_len: int | None, gen_tokens: int, positions: int) -> str | None:
-    """The usage error line where the prompt and the new tokens do not fit the model's positions."""
-    return generation.too_long(prompt_len(seq_len, gen_tokens, positions), gen_tokens, positions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +52,12 @@ class GenerationBench:
     def prompt(self) -> torch.Tensor:
         """This case's prompts: --batch-size rows of real WikiText-2 tokens of the prompt length (sets ``shape``)."""
         positions = max_positions(self.bench.prepared.model)
-        problem = usage_problem(self.bench.case.seq_len, self.gen_tokens, positions)
+        problem = generation.usage_problem(self.bench.case.seq_len, self.gen_tokens, positions)
         if problem:  # the session checks this before anything runs; a user's own case lands here
             pytest.fail(problem, pytrace=False)
         self.shape = {
             "batch_size": self.bench.batch_size,
-            "seq_len": prompt_len(self.bench.case.seq_len, self.gen_tokens, positions),
+            "seq_len": generation.prompt_len(self.bench.case.seq_len, self.gen_tokens, positions),
             "gen_tokens": self.gen_tokens,
         }
         return self.bench.input_batch(self.shape["batch_size"], seq_len=self.shape["seq_len"])["input_ids"]

@@ -29,8 +29,8 @@ from energybench.catalog import (
     TIMED_METRICS,
     variant,
 )
-from energybench.harness.generation import usage_problem
 from energybench.harness.options import Settings, SettingsError
+from energybench.measure.generation import usage_problem
 from energybench.measure.meters import Meter, MeterUnavailable, Reading
 from energybench.measure.meters.selection import MeterSet, open_meters
 from energybench.measure.quality import Quality, max_positions, quality

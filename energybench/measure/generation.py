@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.catalog import MAX_GENERATION_PROMPT
 from energybench.measure.workloads import synchronize
 
 
@@ -202,3 +203,13 @@ def whole_generation_call(
         greedy(model, input_ids, gen_tokens, device)
 
     return run
+
+
+def prompt_len(seq_len: int | None, gen_tokens: int, positions: int) -> int:
+    """--seq-len where given, else the model's maximum - --gen-tokens, at most 128 (and at least 1)."""
+    return seq_len or max(1, min(positions - gen_tokens, MAX_GENERATION_PROMPT))
+
+
+def usage_problem(seq_len: int | None, gen_tokens: int, positions: int) -> str | None:
+    """The usage error line where the prompt and the new tokens do not fit the model's positions."""
+    return too_long(prompt_len(seq_len, gen_tokens, positions), gen_tokens, positions)
