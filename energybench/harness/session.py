@@ -48,7 +48,7 @@ from energybench.models.registry import (
 from energybench.progress import Prefixed
 from energybench.results.compare import CompareError, Comparison, compare_runs, parse_fail_on, render
 from energybench.results.environment import commit_info, machine_info
-from energybench.results.schema import Record, Run
+from energybench.results.schema import Record, Run, shape_label
 from energybench.results.store import load_run, load_runs, new_run_id, save_baseline, save_run, write_file
 from energybench.version import __version__
 
@@ -80,9 +80,7 @@ class Case:
 
     @property
     def shape_label(self) -> str:
-        if not self.swept:
-            return ""
-        return f"-b{self.batch_size}" + (f"x{self.seq_len}" if self.seq_len else "")
+        return f"-{shape_label(self.shape)}" if self.swept else ""
 
 
 def case_of_test(test_id: str) -> str:
