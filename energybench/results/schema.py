@@ -160,7 +160,7 @@ class Record:
     @property
     def series(self) -> tuple[str, str, str]:
         """What this record is a measurement of: (model, precision as run by its backend, metric).
-        Records of one series are aligned by compare and A/B, and rewritten block after block."""
+        compare and A/B align records by it (and by shape, where a run swept the metric)."""
         return (self.model, self.variant, self.metric)
 
     def __post_init__(self) -> None:
