@@ -101,7 +101,10 @@ def clickhouse_type(text):
             part += char
     args.append(part)
     if head == "Tuple":
-        return (head, {a.strip().split(" ", 1)[0].strip("`"): clickhouse_type(a.strip().split(" ", 1)[1]) for a in args})
+        return (
+            head,
+            {a.strip().split(" ", 1)[0].strip("`"): clickhouse_type(a.strip().split(" ", 1)[1]) for a in args},
+        )
     return (head, [clickhouse_type(a) for a in args])
 
 

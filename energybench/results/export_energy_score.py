@@ -86,7 +86,16 @@ def forward_row(run: Run, record: Record) -> ScoreRow:
     lm = record.source.get("task") == "causal-lm"
     machine = hardware(record_machine(run, record))
     notes = [why] if why else protocol_note(record, machine)
-    return row(run.started_at[:10], record, machine, total, total if lm else None, None, "one sequence (one forward pass)", notes)
+    return row(
+        run.started_at[:10],
+        record,
+        machine,
+        total,
+        total if lm else None,
+        None,
+        "one sequence (one forward pass)",
+        notes,
+    )
 
 
 def generation_row(run: Run, decode: Record, prefill: Record | None) -> ScoreRow:
@@ -103,13 +112,24 @@ def generation_row(run: Run, decode: Record, prefill: Record | None) -> ScoreRow
         notes.append(f"decode: {why_decode}")
     if whole:
         notes.append("whole generations metered together: prefill and decode not split")
-        return row(run.started_at[:10], decode, machine, decode_wh, None, None, query, notes + protocol_note(decode, machine))
+        return row(
+            run.started_at[:10], decode, machine, decode_wh, None, None, query, notes + protocol_note(decode, machine)
+        )
     why_prefill = measured_gpu(prefill) if prefill is not None else "no energy record at the generation's prompt shape"
     prefill_wh = None if why_prefill or prefill is None else wh_per_1000(float(prefill.value or 0.0))
     if why_prefill:
         notes.append(f"prefill: {why_prefill}")
     total = decode_wh + prefill_wh if decode_wh is not None and prefill_wh is not None else None
-    return row(run.started_at[:10], decode, machine, total, prefill_wh, decode_wh, query, notes + protocol_note(decode, machine))
+    return row(
+        run.started_at[:10],
+        decode,
+        machine,
+        total,
+        prefill_wh,
+        decode_wh,
+        query,
+        notes + protocol_note(decode, machine),
+    )
 
 
 def row(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from energybench.results.export_fields import exported, hardware, is_estimate, record_machine, round_values, shape_name
+from energybench.results.export_fields import exported, is_estimate, record_machine, round_values, shape_name
 from energybench.results.schema import Record, Run
 from energybench.version import __version__
 
