@@ -9,9 +9,10 @@ new random commit id, and every measured value (and its timed rounds) scaled by 
 (log-normal, 3 %) per record; deterministic metrics (accuracy, perplexity, size) keep their value.
 The runs are synthetic in their values, real in their shape: the same records, details and size.
 
-Each command runs as a user runs it (a fresh ``python -m energybench.cli`` process), REPEAT times;
-the first call after new runs were added is ``cold`` (the index beside the runs is stale and is
-rebuilt), the median of the others is ``warm``. Prints one Markdown table row per count.
+Each command runs as a user runs it (a fresh ``python -m energybench.cli`` process), REPEAT times:
+the first with the index beside the runs deleted (``cold``: it is rebuilt from every run.json, as
+after a fresh download of the history), the median of the others ``warm`` (the index is checked
+against every run.json and read). Prints one Markdown table row per count.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from energybench.catalog import METRICS
+from energybench.results.index import index_path
 from energybench.results.schema import Record, Run, TimingStats
 from energybench.results.store import list_runs, load_run, save_run
 
@@ -110,6 +112,7 @@ def main() -> None:
             grow(root, source, count, rng)
             cells = []
             for command in commands(root, source).values():
+                index_path(root).unlink(missing_ok=True)  # cold: the index is rebuilt from every run.json
                 seconds = [timed(command) for _ in range(max(args.repeat, 2))]
                 cells.append(f"{seconds[0]:.2f} / {statistics.median(seconds[1:]):.2f}")
             print(f"| {count} | " + " | ".join(cells) + " |", flush=True)
