@@ -91,7 +91,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.fail_on is not None and not limits:
         raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
     series = {(r.model, r.precision, r.metric) for r in run_b.records}
-    history, _ = history_runs(args.reports_dir, series)  # the drift band: earlier runs of the same machine
+    fingerprint = run_b.machine.get("fingerprint")
+    history, _ = history_runs(args.reports_dir, series, fingerprint)  # the drift band: runs of the same machine
     comparison = compare_runs(run_a, run_b, limits, history)
     print(render(comparison, args.format))
     return REGRESSION_EXIT_STATUS if comparison.regressions else 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import random
 import secrets
 import statistics
@@ -73,9 +74,10 @@ def grow(root: Path, source: Run, total: int, rng: random.Random) -> None:
         save_run(copy_of(source, index, start, rng), root)
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], code: Path | None) -> float:
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "energybench.cli", *command], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "energybench.cli", *command], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - began
     if done.returncode not in (0, 6):
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="make the runs here (and keep them) instead of a temporary folder")
+    parser.add_argument("--code", type=Path, help="time the energybench of this checkout (e.g. one without the index)")
     args = parser.parse_args()
     source, rng = load_run(args.source), random.Random(args.seed)
     print(f"copies of one real run: {args.source} ({len(source.records)} records), values varied by {SPREAD:.0%}")
@@ -113,7 +116,7 @@ def main() -> None:
             cells = []
             for command in commands(root, source).values():
                 index_path(root).unlink(missing_ok=True)  # cold: the index is rebuilt from every run.json
-                seconds = [timed(command) for _ in range(max(args.repeat, 2))]
+                seconds = [timed(command, args.code) for _ in range(max(args.repeat, 2))]
                 cells.append(f"{seconds[0]:.2f} / {statistics.median(seconds[1:]):.2f}")
             print(f"| {count} | " + " | ".join(cells) + " |", flush=True)
 

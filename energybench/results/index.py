@@ -55,28 +55,52 @@ def stamp_of(folder: Path) -> list[int] | None:
     return [found.st_mtime_ns, found.st_size, found.st_ino]
 
 
-def slim_record(record: Record) -> dict[str, Any]:
-    out = {
-        "model": record.model,
-        "precision": record.precision,
-        "metric": record.metric,
-        "value": record.value,
-        "unit": record.unit,
-        "status": record.status,
-        "reason": record.reason,
-        "basis": record.basis,
-        "device": record.device,
-        "shape": record.shape,
-        "source": {k: record.source.get(k) for k in ("kind", "checkpoint", "revision", "task")},
-        "data": {"name": record.data.get("name"), "sha256": record.data.get("sha256")} if record.data else None,
-        "details": {k: record.details[k] for k in KEPT_DETAILS if k in record.details},
-        "backend": record.backend,
-        "test_id": record.test_id,
-    }
-    if record.timing is not None:
-        timing = record.timing
-        out["timing"] = {"rounds": timing.rounds, "median_s": timing.median_s, "iqr_s": timing.iqr_s}
+# A record is one row: its numbers as they are, then every other field as an index into the index's
+# table of distinct values (a run repeats its sources, shapes and names on every record).
+NUMBERS = ("value", "rounds", "median_s", "iqr_s")
+FIELDS = (
+    "model",
+    "precision",
+    "metric",
+    "unit",
+    "status",
+    "reason",
+    "basis",
+    "device",
+    "shape",
+    "source",
+    "data",
+    "details",
+    "backend",
+    "test_id",
+)
+VALUE, ROUNDS, MEDIAN, IQR = range(4)
+MODEL, PRECISION, METRIC, UNIT, STATUS, REASON, BASIS, DEVICE, SHAPE, SOURCE, DATA, DETAILS, BACKEND, TEST_ID = range(
+    len(NUMBERS), len(NUMBERS) + len(FIELDS)
+)
+
+
+def record_row(record: Record) -> list[Any]:
+    timing = record.timing
+    numbers = [record.value, *((timing.rounds, timing.median_s, timing.iqr_s) if timing else (None, None, None))]
+    source = {k: record.source.get(k) for k in ("kind", "checkpoint", "revision", "task")}
+    data = {"name": record.data.get("name"), "sha256": record.data.get("sha256")} if record.data else None
+    details = {k: record.details[k] for k in KEPT_DETAILS if k in record.details}
+    fields = (record.model, record.precision, record.metric, record.unit, record.status, record.reason, record.basis)
+    return [*numbers, *fields, record.device, record.shape, source, data, details, record.backend, record.test_id]
+
+
+def encoded(rows: list[list[Any]], table: dict[str, int]) -> list[list[Any]]:
+    """Rows with every field but the numbers replaced by its index in ``table`` (added as needed)."""
+    out = []
+    for row in rows:
+        ids = [table.setdefault(json.dumps(v, sort_keys=True), len(table)) for v in row[len(NUMBERS) :]]
+        out.append(row[: len(NUMBERS)] + ids)
     return out
+
+
+def decoded(rows: list[list[Any]], table: list[Any]) -> list[list[Any]]:
+    return [row[: len(NUMBERS)] + [table[i] for i in row[len(NUMBERS) :]] for row in rows]
 
 
 def entry_of(folder: Path, stamp: list[int] | None) -> Entry:
@@ -96,7 +120,7 @@ def entry_of(folder: Path, stamp: list[int] | None) -> Entry:
         "partial": run.partial,
         "partial_reason": run.partial_reason,
     }
-    return Entry(stamp, envelope, [slim_record(r) for r in run.records])
+    return Entry(stamp, envelope, [record_row(r) for r in run.records])
 
 
 def read_index(root: Path) -> dict[str, Entry]:
@@ -105,14 +129,21 @@ def read_index(root: Path) -> dict[str, Entry]:
         raw = json.loads(index_path(root).read_text(encoding="utf-8"))
         if raw.get("version") != [INDEX_VERSION, SCHEMA_VERSION, __version__]:
             return {}
-        return {name: Entry(**entry) for name, entry in raw["runs"].items()}
+        table = raw["table"]
+        entries = {name: Entry(**entry) for name, entry in raw["runs"].items()}
+        for entry in entries.values():
+            entry.records = decoded(entry.records or [], table)
+        return entries
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 
 def write_index(root: Path, entries: dict[str, Entry]) -> None:
     """Atomically; a history that cannot be written (read-only artifacts) is simply not indexed."""
-    data = {"version": [INDEX_VERSION, SCHEMA_VERSION, __version__], "runs": {k: vars(e) for k, e in entries.items()}}
+    table: dict[str, int] = {}
+    runs = {k: {**vars(e), "records": encoded(e.records or [], table)} for k, e in entries.items()}
+    values = [json.loads(text) for text in table]  # in insertion order: the index each row holds
+    data = {"version": [INDEX_VERSION, SCHEMA_VERSION, __version__], "table": values, "runs": runs}
     try:
         handle = tempfile.NamedTemporaryFile("w", dir=runs_dir(root), prefix=".tmp-index-", delete=False)
     except OSError:
@@ -160,59 +191,60 @@ def history_points(
         swept = swept_series(records)
         commit = (run["commit"].get("id") or "-")[:10] + ("+dirty" if run["commit"].get("dirty") else "")
         for r in records:
-            if r["metric"] != metric or (model and r["model"] != model) or (precision and r["precision"] != precision):
+            if r[METRIC] != metric or (model and r[MODEL] != model) or (precision and r[PRECISION] != precision):
                 continue
             points.append(point(run, commit, r, swept))
     return points, [e.error for e in entries if e.error]
 
 
-def series_of(record: dict[str, Any]) -> tuple[str, str, str]:
+def series_of(row: list[Any]) -> tuple[str, str, str]:
     """``Record.series`` of an indexed record."""
-    return (record["model"], variant(record["precision"], record["backend"]), record["metric"])
+    return (row[MODEL], variant(row[PRECISION], row[BACKEND]), row[METRIC])
 
 
-def swept_series(records: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+def swept_series(records: list[list[Any]]) -> set[tuple[str, str, str]]:
     seen: dict[tuple[str, str, str], set[tuple]] = {}
     for r in records:
-        seen.setdefault(series_of(r), set()).add(tuple(sorted(r["shape"].items())))
+        seen.setdefault(series_of(r), set()).add(tuple(sorted(r[SHAPE].items())))
     return {series for series, shapes in seen.items() if len(shapes) > 1}
 
 
-def point(run: dict[str, Any], commit: str, r: dict[str, Any], swept: set[tuple[str, str, str]]) -> Point:
-    timing = r.get("timing")
-    iqr = timing["iqr_s"] * (r["value"] / timing["median_s"]) if timing and r["value"] is not None else None
+def point(run: dict[str, Any], commit: str, r: list[Any], swept: set[tuple[str, str, str]]) -> Point:
+    timed = r[ROUNDS] is not None
+    iqr = r[IQR] * (r[VALUE] / r[MEDIAN]) if timed and r[VALUE] is not None else None
     return Point(
         run["run_id"],
         run["started_at"],
         commit,
         run.get("fingerprint") or "-",
-        r["model"],
-        r["precision"],
-        r["metric"],
-        r["value"],
-        r["unit"],
+        r[MODEL],
+        r[PRECISION],
+        r[METRIC],
+        r[VALUE],
+        r[UNIT],
         iqr,
-        timing["rounds"] if timing else None,
-        r["source"].get("kind") or "-",
-        r["status"],
-        r["reason"],
-        shape_label(r["shape"]) if series_of(r) in swept else "",
+        r[ROUNDS],
+        r[SOURCE].get("kind") or "-",
+        r[STATUS],
+        r[REASON],
+        shape_label(r[SHAPE]) if series_of(r) in swept else "",
     )
 
 
-def history_runs(root: Path, only: set[SeriesKey] | None = None) -> tuple[list[Run], list[str]]:
-    """The saved runs as the comparison's drift band reads them: envelope and records (of the
-    ``only`` model x precision x metric, when given) without rounds, method or most details."""
+def history_runs(
+    root: Path, only: set[SeriesKey] | None = None, fingerprint: str | None = None
+) -> tuple[list[Run], list[str]]:
+    """The saved runs as the comparison's drift band reads them: envelope and records without rounds,
+    method or most details; when given, only runs of the machine ``fingerprint`` (the band's runs) and
+    only records of the ``only`` model x precision x metric."""
     entries = refreshed(Path(root))
     runs = []
     for entry in entries:
-        if entry.run is None:
+        if entry.run is None or (fingerprint is not None and entry.run["fingerprint"] != fingerprint):
             continue
         env = entry.run
         records = [
-            Record(**{k: v for k, v in r.items() if k != "timing"})
-            for r in entry.records or []
-            if only is None or (r["model"], r["precision"], r["metric"]) in only
+            as_record(r) for r in entry.records or [] if only is None or (r[MODEL], r[PRECISION], r[METRIC]) in only
         ]
         runs.append(
             Run(
@@ -230,3 +262,8 @@ def history_runs(root: Path, only: set[SeriesKey] | None = None) -> tuple[list[R
             )
         )
     return runs, [e.error for e in entries if e.error]
+
+
+def as_record(row: list[Any]) -> Record:
+    """An indexed record as a Record without rounds, method or most details."""
+    return Record(value=row[VALUE], **dict(zip(FIELDS, row[len(NUMBERS) :], strict=True)))  # shares the table's dicts
