@@ -77,7 +77,8 @@ def grow(root: Path, source: Run, total: int, rng: random.Random) -> None:
 def timed(command: list[str], code: Path | None) -> float:
     env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "energybench.cli", *command], capture_output=True, text=True, env=env)
+    where = {"env": env, "cwd": code} if code else {}  # python -m puts the working folder first on the path
+    done = subprocess.run([sys.executable, "-m", "energybench.cli", *command], capture_output=True, text=True, **where)
     seconds = time.perf_counter() - began
     if done.returncode not in (0, 6):
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
