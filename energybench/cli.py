@@ -53,19 +53,20 @@ def cmd_options(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from energybench.results.store import list_baselines, load_runs, runs_dir  # deferred: heavy
+    from energybench.results.index import summaries  # deferred: heavy
+    from energybench.results.store import list_baselines, runs_dir  # deferred: heavy
 
-    runs, skipped = load_runs(args.reports_dir)
+    runs, skipped = summaries(args.reports_dir)  # the index beside the runs, checked against every run.json
     for line in skipped:
         print(line, file=sys.stderr)
     if not runs:
         print(f"no runs under {runs_dir(args.reports_dir)}")
     for run in runs:
-        models = ",".join(sorted(run.models)) or "-"
-        commit, machine = (run.commit.get("id") or "-")[:10], run.machine.get("fingerprint", "-")
-        partial = f"  PARTIAL ({run.partial_reason})" if run.partial else ""
+        models = ",".join(run["models"]) or "-"
+        commit, machine = (run["commit"].get("id") or "-")[:10], run["fingerprint"] or "-"
+        partial = f"  PARTIAL ({run['partial_reason']})" if run["partial"] else ""
         print(
-            f"{run.run_id}  {run.started_at}  {len(run.records):4d} records  models {models}  "
+            f"{run['run_id']}  {run['started_at']}  {run['records']:4d} records  models {models}  "
             f"commit {commit}  machine {machine}{partial}"
         )
     for path in list_baselines(args.reports_dir):
@@ -80,7 +81,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         parse_fail_on,
         render,
     )
-    from energybench.results.store import load_run, load_runs, resolve_ref  # deferred: heavy
+    from energybench.results.index import history_runs  # deferred: heavy
+    from energybench.results.store import load_run, resolve_ref  # deferred: heavy
 
     parse_fail_on(args.fail_on, strict=False)  # a malformed limit stops before any run is read
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
@@ -88,7 +90,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     limits = parse_fail_on(args.fail_on)  # now the runs' own metrics are known
     if args.fail_on is not None and not limits:
         raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
-    history, _ = load_runs(args.reports_dir)  # the drift band: earlier runs of the same machine
+    series = {(r.model, r.precision, r.metric) for r in run_b.records}
+    fingerprint = run_b.machine.get("fingerprint")
+    history, _ = history_runs(args.reports_dir, series, fingerprint)  # the drift band: runs of the same machine
     comparison = compare_runs(run_a, run_b, limits, history)
     print(render(comparison, args.format))
     return REGRESSION_EXIT_STATUS if comparison.regressions else 0
@@ -139,13 +143,13 @@ def add_ab_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from energybench.results.history import metric_history, render_history  # deferred: heavy
-    from energybench.results.store import load_runs, runs_dir  # deferred: heavy
+    from energybench.results.history import render_history  # deferred: heavy
+    from energybench.results.index import history_points  # deferred: heavy
+    from energybench.results.store import runs_dir  # deferred: heavy
 
-    runs, skipped = load_runs(args.reports_dir)
+    points, skipped = history_points(args.reports_dir, args.metric, args.model, args.precision)
     for line in skipped:
         print(line, file=sys.stderr)
-    points = metric_history(runs, args.metric, args.model, args.precision)
     if not points:
         scope = "/".join(x for x in (args.model, args.precision) if x) or "any model"
         raise UsageError(
@@ -235,6 +239,68 @@ def add_recommend_parser(sub: argparse._SubParsersAction, common: argparse.Argum
     found.set_defaults(func=cmd_recommend)
 
 
+# -- results where teams keep them -------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    """A saved run as Bencher JSON, PyTorch OSS benchmark records, an AI Energy Score table or CSV."""
+    from energybench.results.export import export_run  # deferred: heavy
+    from energybench.results.store import load_run, resolve_ref, write_file  # deferred: heavy
+
+    run = load_run(resolve_ref(args.run, args.reports_dir))
+    text, notes = export_run(run, args.format, args.estimates)
+    for line in notes:
+        print(f"energybench export: {line}", file=sys.stderr)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_file(args.out, text)
+    print(f"energybench export: run {run.run_id} as {args.format} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def add_export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from energybench.results.export import FORMATS  # deferred: heavy
+    from energybench.results.export_bencher import ESTIMATES  # deferred: heavy
+
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="a run for Bencher, the PyTorch OSS benchmark database or an AI Energy Score table",
+    )
+    export.add_argument("run", nargs="?", default="latest", help="run folder, run id, 'latest' or baseline [latest]")
+    export.add_argument("--format", required=True, choices=tuple(FORMATS), help="the store's format")
+    export.add_argument("--out", type=Path, metavar="FILE", help="write here instead of stdout")
+    export.add_argument(
+        "--estimates", choices=ESTIMATES, default="omit", help="bencher: estimated energy left out or marked [omit]"
+    )
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Runs of one commit from several runners into one run saved under --out."""
+    from energybench.results.merge import merge_runs  # deferred: heavy
+    from energybench.results.store import load_run, save_run, shard_run  # deferred: heavy
+
+    runs = [load_run(shard_run(Path(ref), args.reports_dir)) for ref in args.runs]
+    merged = merge_runs(runs)
+    folder = save_run(merged, args.out)
+    commit = (merged.commit.get("id") or "-")[:10]
+    print(
+        f"energybench merge: {len(runs)} runs of commit {commit}, {len(merged.records)} records, "
+        f"machine {merged.machine.get('fingerprint')} -> {folder}"
+    )
+    return 0
+
+
+def add_merge_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    merge = sub.add_parser(
+        "merge", parents=[common], help="runs of one commit from several runners (a CI matrix) into one run"
+    )
+    merge.add_argument("runs", nargs="+", metavar="RUN", help="run folders, run ids, or each runner's reports folder")
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="the reports folder to save it in")
+    merge.set_defaults(func=cmd_merge)
+
+
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from energybench.results.compare import FORMATS, directed_metrics  # deferred: heavy
@@ -280,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_ab_parser(sub, common)
     add_recommend_parser(sub, common)
+    add_export_parser(sub, common)
+    add_merge_parser(sub, common)
     return parser
 
 

@@ -51,7 +51,8 @@ def history_with_two_runs(tmp_path):
 
 
 def snapshot(root):
-    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of the history but the index beside the runs (a cache of them, rebuilt when stale)."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".index.json"}
 
 
 def test_compare_prints_verdicts_and_exits_6_on_a_regression(tmp_path, capsys):

@@ -341,6 +341,18 @@ def import_runs(sources: list[Path], root: Path) -> tuple[list[Path], list[str]]
     return imported, notes
 
 
+def shard_run(ref: Path, root: Path) -> Path:
+    """One runner's run: a run folder or file, a run id or baseline under ``root``, or a reports
+    folder (a CI artifact) that holds exactly one run."""
+    if runs_dir(ref).is_dir() and not (ref / RUN_FILE).is_file():
+        found = list_runs(ref)
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise RunNotFound(f"{ref}: a reports folder with {len(found)} runs ({names}); name the run folder to merge")
+        return found[0]
+    return resolve_ref(str(ref), root)
+
+
 def run_folders_in(source: Path) -> list[Path]:
     if (source / RUN_FILE).is_file():
         return [source]
