@@ -108,12 +108,19 @@ def compute_layer_table(case: Case, precision: str, with_energy: bool) -> study.
     batch_size = case.settings.batch_size
     shape = case.shape(batch_size, prepared)
     run = forward_call(prepared.model, case.input_batch(batch_size, prepared), case.device)
-    found = study.hooked(prepared.model, run, case.device, case.settings.rounds)
+    found = hooked_passes(case, precision, prepared.model, run, case.spec.backend if own else "eager")
     if not with_energy:
         window = Window(reason="not metered (plan uses time only)")
     else:
         window = energy_window(case, run, shape) if own else metered_window(case, run, case.items(shape))
     return study.layer_table(found, case.items(shape), batch_size, window)
+
+
+def hooked_passes(case: Case, precision: str, model: Any, run: Callable[[], None], backend: str) -> study.Hooked:
+    """The hooked passes of one precision, once per session: the plan's time-only table (int8, fp32)
+    and that precision's layer-energy record share them (the same conversion of the same model)."""
+    key = ("hooked", case.spec.model, precision, backend)
+    return memo(case, key, lambda: study.hooked(model, run, case.device, case.settings.rounds))
 
 
 def energy_window(case: Case, run: Callable[[], None], shape: dict[str, int]) -> Window:
