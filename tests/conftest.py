@@ -26,9 +26,16 @@ def pytest_configure(config):
     torchao_reason()  # imports torchao once, quietly, where it is installed
 
 
+# A test that asks for one of these runs pytest (pytester, suite, project: the suite or a user's
+# project in a pytester folder) or reads the embedded build: slow, whatever else it does.
+SLOW_FIXTURES = {"pytester", "suite", "project", "embedded_cache"}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:  # warnings are errors in the harness's own tests
         item.add_marker(pytest.mark.filterwarnings("error"), append=False)
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import torch
 
 from energybench.catalog import BACKENDS, PRECISIONS, variant
 from energybench.harness.options import SettingsError, parse
-from energybench.harness.session import Case
+from energybench.harness.session import CaseSpec
 from energybench.models import backends
 from energybench.models.backends import BackendUnsupported
 from energybench.results.compare import record_incomparability
@@ -22,8 +22,8 @@ CPU = torch.device("cpu")
 
 
 def test_the_default_backend_keeps_the_old_test_ids_and_others_are_named():
-    assert Case("distilbert", "fp32", "latency").id == "distilbert-fp32"
-    assert Case("distilbert", "int8-static", "latency", "onnxruntime").id == "distilbert-onnxruntime-int8-static"
+    assert CaseSpec("distilbert", "fp32", "latency").id == "distilbert-fp32"
+    assert CaseSpec("distilbert", "int8-static", "latency", "onnxruntime").id == "distilbert-onnxruntime-int8-static"
     assert variant("int8", "compile") == "compile-int8"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from energybench.harness.fixture import truth_check
+from energybench.measure.energy import truth_check
 from energybench.measure.meters import Reading
 from energybench.measure.meters.nvml import cross_check
 from energybench.results.schema import Record, Run, TimingStats

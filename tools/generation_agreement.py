@@ -80,11 +80,11 @@ def generate_call(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int)
 
 
 def reference_decode_latency(bench: object, gen_tokens: int) -> float:
-    from energybench.harness.fixture import Bench
-    from energybench.harness.generation import GenerationBench
+    from energybench.harness.case import Case
+    from energybench.harness.recorders.generation import GenerationRecorder
 
-    eb = Bench(bench, bench.cases("generation")[0], "agreement")
-    prompt = GenerationBench(eb).prompt().to(eb.device)  # the harness's prompt for this case
+    eb = Case(bench, bench.cases("generation")[0], "agreement")
+    prompt = GenerationRecorder(eb).prompt().to(eb.device)  # the harness's prompt for this case
     model = eb.prepared.model
 
     def median_s(new_tokens: int) -> float:

@@ -66,10 +66,10 @@ def harness_median(args: argparse.Namespace) -> tuple[float, object]:
 
 
 def reference_median(bench: object) -> float:
-    from energybench.harness.fixture import Bench
+    from energybench.harness.case import Case
     from energybench.measure import workloads
 
-    eb = Bench(bench, bench.cases("latency")[0], "agreement")
+    eb = Case(bench, bench.cases("latency")[0], "agreement")
     run_once = workloads.forward_call(eb.prepared.model, eb.input_batch(1), eb.device)  # what time_forward times
     timer = tbench.Timer(stmt="run_once()", globals={"run_once": run_once}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=2.0).median

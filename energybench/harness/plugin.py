@@ -1,4 +1,5 @@
-"""pytest glue only: options and ini twins, the ``energybench`` marker, fixtures, header and summary.
+"""pytest glue only: options and ini twins, the ``energybench`` marker, parametrization, header and summary
+(the fixtures live in ``energybench.harness.fixtures``, registered here).
 
 Nothing heavy is imported at module level, so ``pytest --help`` stays fast.
 """
@@ -14,15 +15,15 @@ import pytest
 
 from energybench.catalog import ALL_PRECISIONS, METERED_METRICS, OPTIONS, Option
 from energybench.catalog import SELECTABLE_METRICS as METRICS
+from energybench.harness import fixtures
 from energybench.harness import xdist as scaleout
+from energybench.harness.fixtures import SESSION_KEY, bench_session
 from energybench.harness.options import Settings, SettingsError, parse
 from energybench.progress import TerminalProgress
 
 if TYPE_CHECKING:  # heavy (torch): imported where used
-    from energybench.harness.fixture import Bench
-    from energybench.harness.session import BenchSession, Case
+    from energybench.harness.session import CaseSpec
 
-SESSION_KEY = pytest.StashKey["BenchSession"]()
 GPUS_KEY = pytest.StashKey[list]()
 COLLECTION_ERRORS_KEY = pytest.StashKey[int]()
 MARKER_ERRORS_KEY = pytest.StashKey[list]()
@@ -52,6 +53,7 @@ def option_value(config: pytest.Config, option: Option) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(fixtures, "energybench-fixtures")
     config.addinivalue_line(
         "markers",
         "energybench(metric) or energybench(models=[...], precisions=[...]): a built-in benchmark of one "
@@ -129,10 +131,6 @@ def progress_printer(config: pytest.Config) -> TerminalProgress:
     return TerminalProgress(write, uncaptured)
 
 
-def bench_session(config: pytest.Config) -> BenchSession:
-    return config.stash[SESSION_KEY]
-
-
 def metric_of(definition: Any) -> str | None:
     marker = definition.get_closest_marker("energybench")
     return marker.args[0] if marker and marker.args else None
@@ -145,7 +143,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = definition.get_closest_marker("energybench")
     session = bench_session(metafunc.config)
     if marker is not None and not marker.args:  # a user's own benchmark: models=[...], precisions=[...]
-        from energybench.harness.fixtures import user_cases  # deferred: heavy
+        from energybench.harness.marker import user_cases  # deferred: heavy
 
         try:
             cases = user_cases(session, definition.originalname, marker.kwargs, metafunc.config.rootpath)
@@ -200,12 +198,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def is_user_case(case: Any) -> bool:
-    from energybench.harness.fixtures import UserCase  # deferred: heavy
+    from energybench.harness.marker import UserCase  # deferred: heavy
 
     return isinstance(case, UserCase)
 
 
-def case_of(item: pytest.Item) -> Case | None:
+def case_of(item: pytest.Item) -> CaseSpec | None:
     callspec = getattr(item, "callspec", None)
     case = callspec.params.get("eb_case") if callspec else None
     return case if hasattr(case, "metric") else None  # an empty parameter set gives NOTSET
@@ -226,7 +224,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             bench.activate(with_energy=metered)
             bench.check_generation([c for c in cases if c is not None])
             if any(c is not None and is_user_case(c) for c in cases):
-                from energybench.harness.fixtures import activate_user_models  # deferred: heavy
+                from energybench.harness.marker import activate_user_models  # deferred: heavy
 
                 activate_user_models(bench, {c.model for c in cases if c is not None and c.model not in bench.sources})
         except SettingsError as error:
@@ -243,56 +241,6 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
         lines += [f"energybench: meter {m.name} on {m.device}" for m in bench.meter_set.meters]
         lines += [f"energybench: meter {name} absent: {why}" for name, why in bench.meter_set.absent.items()]
     return lines
-
-
-@pytest.fixture
-def eb(request: pytest.FixtureRequest, eb_case: Case) -> Bench:
-    """The benchmark context of one model x precision x metric case."""
-    from energybench.harness.fixture import Bench  # deferred: heavy
-
-    bench = Bench(bench_session(request.config), eb_case, request.node.nodeid)
-    bench.require_task()
-    return bench
-
-
-@pytest.fixture
-def eb_model(eb: Any) -> Any:
-    """The case's loaded, converted model: .model, .tokenizer, .source, .implementation, .precision, .device."""
-    from energybench.harness.fixtures import EbModel  # deferred: heavy
-
-    return EbModel(eb)
-
-
-@pytest.fixture
-def power_meter(eb: Any) -> Any:
-    """power_meter.measure(run, items=N): energy per item, power and CO2 records of this test."""
-    from energybench.harness.fixtures import PowerMeter  # deferred: heavy
-
-    return PowerMeter(eb)
-
-
-@pytest.fixture
-def layer_profile(eb: Any, eb_model: Any) -> Any:
-    """layer_profile(run, items=N): the per-unit time / share / FLOPs table of the model."""
-    from energybench.harness.fixtures import LayerProfile  # deferred: heavy
-
-    return LayerProfile(eb, eb_model)
-
-
-@pytest.fixture
-def quality_budget(eb: Any, eb_model: Any) -> Any:
-    """quality_budget.check(name, value, higher_is_better=..., limit="1pp"): against this test's fp32 value."""
-    from energybench.harness.fixtures import QualityBudget  # deferred: heavy
-
-    return QualityBudget(eb, eb_model)
-
-
-@pytest.fixture
-def eb_record(eb: Any) -> Any:
-    """eb_record(name, value, unit=..., higher_is_better=...): one number of your own metric, saved in the run."""
-    from energybench.harness.fixtures import MetricRecorder  # deferred: heavy
-
-    return MetricRecorder(eb)
 
 
 @pytest.hookimpl(wrapper=True)

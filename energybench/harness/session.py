@@ -54,7 +54,9 @@ from energybench.version import __version__
 
 
 @dataclass(frozen=True)
-class Case:
+class CaseSpec:
+    """What one test asks for (its ``eb_case`` parameter): model, precision, metric, backend, block, shape."""
+
     model: str
     precision: str
     metric: str
@@ -120,6 +122,7 @@ class BenchSession:
         self.notes: list[str] = []  # lines for the summary (e.g. why no baseline was saved)
         self.workers: dict[str, dict[str, Any]] = {}  # xdist: what each worker measured on
         self.study: dict[tuple, Any] = {}  # energybench.layers.study: layer tables, sensitivities, plans
+        self.energy_windows: dict[tuple, Any] = {}  # recorders.energy: the energy tests' windows, for the layer study
         self.timed_blocks: dict[tuple[str, str, str], list[tuple[float, ...]]] = {}  # each block's rounds so far
         self.custom_metrics: dict[str, dict[str, str]] = {}  # the run's own metrics (eb_record): direction, unit
         self.fp32_values: dict[tuple[str, str], float] = {}  # (fp32 test id, name) -> value, for quality_budget
@@ -175,6 +178,14 @@ class BenchSession:
         )
         return result, method
 
+    def meter_absence(self) -> str | None:
+        """Why no power meter reads in this session (each absent meter's reason), or None when one does."""
+        meters = self.meter_set
+        if meters is not None and meters.primary() is not None:
+            return None
+        absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
+        return absent or "meters not opened"
+
     def idle_reading(self, meter: Meter) -> Reading:
         """The meter's reading over ``idle_s`` seconds of doing nothing, once per session."""
         if meter.name not in self._idle:
@@ -205,7 +216,7 @@ class BenchSession:
             return REGISTRY[model].task
         return self.settings.task or checkpoint_task(self.settings.model_path)
 
-    def cases(self, metric: str) -> list[Case]:
+    def cases(self, metric: str) -> list[CaseSpec]:
         """Every test of ``metric``: block x model x backend x precision x shape. A model of another
         task gets tests only where --metric names the metric itself (they skip with the reason)."""
         task = METRICS[metric].task
@@ -214,7 +225,7 @@ class BenchSession:
         blocks = self.settings.blocks if metric in TIMED_METRICS else 1
         shapes = self.shapes(metric)
         return [
-            Case(m, p, metric, b, block, blocks, batch, seq, swept=len(shapes) > 1)
+            CaseSpec(m, p, metric, b, block, blocks, batch, seq, swept=len(shapes) > 1)
             for block in range(1, blocks + 1)
             for m in models
             for b in self.settings.backends
@@ -231,7 +242,7 @@ class BenchSession:
         seq = None if METRICS[metric].records else DEFAULT_SEQ_LEN
         return [(b, q) for b in self.settings.batch_sizes or (batch,) for q in self.settings.seq_lens or (seq,)]
 
-    def check_generation(self, cases: list[Case]) -> None:
+    def check_generation(self, cases: list[CaseSpec]) -> None:
         """--seq-len + --gen-tokens within every generating model's positions, checked once the model is
         loaded and before anything is measured: a SettingsError (one usage line) otherwise."""
         generating = [c for c in cases if c.metric == "generation" and self.task(c.model) == CAUSAL_LM]

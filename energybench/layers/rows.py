@@ -95,6 +95,7 @@ class Window:
     window_s: float | None = None
     calls: int | None = None
     reason: str | None = None
+    energy_test: str | None = None  # the energy test whose window this is; None: metered by the layer study
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Window:

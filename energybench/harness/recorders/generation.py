@@ -4,20 +4,18 @@ throughput, peak memory with the KV cache, and energy per generated token, each 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import torch
 
 from energybench.catalog import DEFAULT_BACKEND
+from energybench.harness.case import Case
 from energybench.measure import energy, generation, workloads
 from energybench.measure.generation import Generation
 from energybench.measure.quality import max_positions
 from energybench.models.precision import PrecisionUnsupported
 from energybench.results.schema import Record, TimingStats
-
-if TYPE_CHECKING:
-    from energybench.harness.fixture import Bench
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,45 +34,48 @@ class Timed:
         return [step for run in self.runs for step in run.decode_s]
 
 
-class GenerationBench:
-    """Records the generation metric of one case through its :class:`Bench`."""
+def record(case: Case) -> list[Record]:
+    """ttft, decode-latency, decode-throughput, generation-energy and generation-memory of the case."""
+    return GenerationRecorder(case).run()
 
-    def __init__(self, bench: Bench):
-        self.bench = bench
-        self.gen_tokens = bench.settings.gen_tokens
+
+class GenerationRecorder:
+    """Records the generation metric of one case: the prompt's shape is set once, then each record."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self.gen_tokens = case.settings.gen_tokens
 
     def run(self) -> list[Record]:
         self.require_generation()
-        model, prompt = self.bench.prepared.model, self.prompt()
+        model, prompt = self.case.prepared.model, self.prompt()
         timed = self.time(model, prompt)
         return [self.ttft(timed), *self.decode(timed), self.energy(model, prompt), self.memory(prompt)]
 
     def prompt(self) -> torch.Tensor:
         """This case's prompts: --batch-size rows of real WikiText-2 tokens of the prompt length (sets ``shape``)."""
-        positions = max_positions(self.bench.prepared.model)
-        problem = generation.usage_problem(self.bench.case.seq_len, self.gen_tokens, positions)
+        positions = max_positions(self.case.prepared.model)
+        problem = generation.usage_problem(self.case.spec.seq_len, self.gen_tokens, positions)
         if problem:  # the session checks this before anything runs; a user's own case lands here
             pytest.fail(problem, pytrace=False)
         self.shape = {
-            "batch_size": self.bench.batch_size,
-            "seq_len": generation.prompt_len(self.bench.case.seq_len, self.gen_tokens, positions),
+            "batch_size": self.case.batch_size,
+            "seq_len": generation.prompt_len(self.case.spec.seq_len, self.gen_tokens, positions),
             "gen_tokens": self.gen_tokens,
         }
-        return self.bench.input_batch(self.shape["batch_size"], seq_len=self.shape["seq_len"])["input_ids"]
+        return self.case.input_batch(self.shape["batch_size"], seq_len=self.shape["seq_len"])["input_ids"]
 
     def require_generation(self) -> None:
-        if self.bench.case.backend != DEFAULT_BACKEND:
-            self.bench.skip(
-                f"generation on the {self.bench.case.backend} backend is not wired: it runs the model's forward on "
+        if self.case.spec.backend != DEFAULT_BACKEND:
+            self.case.skip(
+                f"generation on the {self.case.spec.backend} backend is not wired: it runs the model's forward on "
                 "fixed inputs, without the KV cache a decode step needs (no cache export); use --backend eager"
             )
-        if not hasattr(self.bench.prepared.model, "generation_config"):
-            self.bench.skip(
-                f"{self.bench.case.model} {self.bench.label} is not a generative model (no generation_config)"
-            )
+        if not hasattr(self.case.prepared.model, "generation_config"):
+            self.case.skip(f"{self.case.spec.model} {self.case.label} is not a generative model (no generation_config)")
 
     def time(self, model: Any, prompt: Any) -> Timed:
-        device, settings = self.bench.device, self.bench.settings
+        device, settings = self.case.device, self.case.settings
         for _ in range(settings.warmup_rounds):
             generation.greedy(model, prompt, self.gen_tokens, device)
         runs = [generation.greedy(model, prompt, self.gen_tokens, device) for _ in range(settings.rounds)]
@@ -83,7 +84,7 @@ class GenerationBench:
         return Timed(runs, settings.warmup_rounds)
 
     def layout(self, timed: Timed) -> str:
-        clock = "wall clock synchronized at both ends" if self.bench.device.type == "cuda" else "wall clock"
+        clock = "wall clock synchronized at both ends" if self.case.device.type == "cuda" else "wall clock"
         return (
             f"greedy, KV cache, {self.gen_tokens} new tokens after a {self.shape['batch_size']} x "
             f"{self.shape['seq_len']}-token WikiText-2 prompt; {len(timed.runs)} generations after "
@@ -91,7 +92,7 @@ class GenerationBench:
         )
 
     def record(self, value: float | None, unit: str, method: str, metric: str, **fields: Any) -> Record:
-        return self.bench.record(value, unit, method, metric=metric, shape=self.shape, **fields)
+        return self.case.record(value, unit, method, metric=metric, shape=self.shape, **fields)
 
     def ttft(self, timed: Timed) -> Record:
         stats = TimingStats.from_rounds(timed.prefill_s)
@@ -122,10 +123,9 @@ class GenerationBench:
     def energy(self, model: Any, prompt: Any) -> Record:
         """Energy per generated token over a metered window of decode steps only (from a prefilled cache
         rewound before each call); of whole generations, labelled so, where decode cannot run alone."""
-        meters, device = self.bench.session.meter_set, self.bench.device
-        if meters is None or meters.primary() is None:
-            absent = "; ".join(f"{k}: {v}" for k, v in (meters.absent if meters else {}).items())
-            why = f"no power meter can run here ({absent or 'meters not opened'})"
+        device, absent = self.case.device, self.case.session.meter_absence()
+        if absent is not None:
+            why = f"no power meter can run here ({absent})"
             return self.record(None, "J/token", "", "generation-energy", status="skipped", reason=why)
         run = generation.decode_only_call(model, prompt, self.gen_tokens, device)
         basis, tokens = "decode only", self.gen_tokens - 1
@@ -133,7 +133,7 @@ class GenerationBench:
             run = generation.whole_generation_call(model, prompt, self.gen_tokens, device)
             basis, tokens = "whole generation (prefill + decode)", self.gen_tokens
         items = self.shape["batch_size"] * tokens
-        result, method = self.bench.session.metered(run, items, f"generated tokens ({basis})")
+        result, method = self.case.session.metered(run, items, f"generated tokens ({basis})")
         details = {"window": basis, **energy.energy_details(result)}
         status = "ok" if result.reason is None else "skipped"
         fields = {"basis": result.method, "reason": result.reason, "status": status, "details": details}
@@ -142,13 +142,13 @@ class GenerationBench:
     def memory(self, prompt: Any) -> Record:
         """Peak memory of one generation of a fresh copy (weights, activations and the KV cache) above
         the memory in use before the copy; the kernels are warm from the timed generations."""
-        session, case, device = self.bench.session, self.bench.case, self.bench.device
+        session, spec, device = self.case.session, self.case.spec, self.case.device
         session.release_prepared()
         baseline = workloads.memory_baseline(device)
         try:
-            fresh = session.fresh(case.model, case.precision, case.backend)
+            fresh = session.fresh(spec.model, spec.precision, spec.backend)
         except PrecisionUnsupported as error:
-            self.bench.skip(f"{self.bench.label} on {device}: {error}")
+            self.case.skip(f"{self.case.label} on {device}: {error}")
         found: list[Generation] = []
         peak = workloads.peak_memory(
             lambda: found.append(
