@@ -19,9 +19,6 @@ from energybench.errors import EnergybenchError, UsageError
 from energybench.results.ab import abba_order, selection_difference
 from energybench.results.schema import Run
 
-SIDE_NAMES = {"A": "baseline", "B": "candidate"}
-
-
 class SideFailed(EnergybenchError):
     """One side could not start or failed its tests: no verdict."""
 

@@ -184,7 +184,6 @@ METRICS = {m.name: m for m in METRIC_LIST}
 SELECTABLE_METRICS = tuple(m.name for m in METRIC_LIST if m.selectable)
 METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
 TIMED_METRICS = tuple(m.name for m in METRIC_LIST if m.timed)
-SHAPED_METRICS = tuple(m.name for m in METRIC_LIST if m.shaped)
 ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
 QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.deterministic}  # task -> its quality metric
 
@@ -272,7 +271,6 @@ PRECISION_NOTES = {
 }
 PRECISIONS = tuple(PRECISION_NOTES)
 TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")  # need the `backends` extra (torchao)
-STATIC_PRECISIONS = ("int8-static",)  # calibrated; converted by the backend (energybench.models.backends)
 MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 BASELINE_PRECISION = "fp32"

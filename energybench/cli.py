@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from energybench.catalog import options_reference
+from energybench.catalog import BACKENDS, PRECISIONS, options_reference
 from energybench.errors import EnergybenchError, UsageError
 from energybench.models.registry import REGISTRY
 
@@ -31,7 +31,6 @@ def cmd_precisions(args: argparse.Namespace) -> int:
     """Every precision on every backend: where it runs (here, on this device) and what implements it."""
     import torch  # deferred: heavy
 
-    from energybench.catalog import BACKENDS, PRECISIONS  # deferred: heavy
     from energybench.models.backends import implementation, probe  # deferred: heavy
 
     device = torch.device(args.device)
@@ -191,7 +190,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- report (issue 6) ---------------------------------------------------------------------------
+# -- report ---------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     from energybench.report.build import ReportError, build_report  # deferred: heavy
 
