@@ -19,6 +19,7 @@ from energybench.errors import EnergybenchError, UsageError
 from energybench.results.ab import abba_order, selection_difference
 from energybench.results.schema import Run
 
+
 class SideFailed(EnergybenchError):
     """One side could not start or failed its tests: no verdict."""
 

@@ -167,4 +167,3 @@ def basis_legend(ax: Axes, bases: Sequence[object]) -> None:
         for k in kinds
     ]
     ax.legend(handles=handles, title="energy basis", fontsize=7, title_fontsize=7, loc="best")
-
