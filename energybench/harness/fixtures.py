@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import ALL_PRECISIONS, GATED_BASES, METRICS, add_metric
+from energybench.catalog import ALL_PRECISIONS, GATED_BASES, METRICS, MetricTable
 from energybench.harness.fixture import Bench
 from energybench.harness.options import SettingsError
 from energybench.harness.session import BenchSession, Case
@@ -292,7 +292,7 @@ class MetricRecorder:
         facts = {"direction": "higher" if higher_is_better else "lower", "unit": str(unit), "description": description}
         if problem is None:
             try:
-                add_metric(custom_metric(name, facts))
+                MetricTable.of(self.bench.session.custom_metrics).declare(custom_metric(name, facts))
             except ValueError as error:
                 problem = str(error)
         if problem is not None:
