@@ -73,6 +73,8 @@ class Metric:
     def loss(self, value: float, baseline: float, unit: LossUnit | None = None) -> float:
         """How much worse than the baseline, positive = worse, in ``unit`` (default the loss unit):
         accuracy 0.80 against 0.81 loses 1.0 point, perplexity 30.6 against 30.0 loses 2.0 %."""
+        if (unit or self.loss_unit) == "pp":  # written out so that no loss reads -0.00
+            return (baseline - value) * 100.0 if self.higher_is_better else (value - baseline) * 100.0
         moved = self.change(value, baseline, unit)
         return -moved if self.higher_is_better else moved
 

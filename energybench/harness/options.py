@@ -314,6 +314,33 @@ def pyproject_table(rootdir: Path) -> dict[str, Any]:
     return table
 
 
+def budget_settings(raw: dict[str, Any], tool: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The quality and energy budgets: the command line over ``[tool.energybench]`` over the built-ins."""
+    return dict(
+        accuracy_budget_pp=budget_table(
+            "--accuracy-budget",
+            raw.get("accuracy_budget"),
+            budget_table(
+                "[tool.energybench] accuracy_budget_pp", tool.get("accuracy_budget_pp"), DEFAULT_ACCURACY_BUDGET_PP
+            ),
+        ),
+        perplexity_budget_pct=budget_table(
+            "--perplexity-budget",
+            raw.get("perplexity_budget"),
+            budget_table(
+                "[tool.energybench] perplexity_budget_pct",
+                tool.get("perplexity_budget_pct"),
+                DEFAULT_PERPLEXITY_BUDGET_PCT,
+            ),
+        ),
+        energy_budget_ratio=budget_table(
+            "--energy-budget",
+            raw.get("energy_budget"),
+            budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
+        ),
+    )
+
+
 def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
     """Build Settings from already-merged raw option values (cli over ini)."""
     tool = pyproject_table(rootdir)
@@ -352,22 +379,6 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         warmup_rounds=option_value(raw, "warmup_rounds"),
         ppl_context=option_value(raw, "ppl_context"),
         ppl_stride=option_value(raw, "ppl_stride"),
-        accuracy_budget_pp=budget_table(
-            "--accuracy-budget",
-            raw.get("accuracy_budget"),
-            budget_table(
-                "[tool.energybench] accuracy_budget_pp", tool.get("accuracy_budget_pp"), DEFAULT_ACCURACY_BUDGET_PP
-            ),
-        ),
-        perplexity_budget_pct=budget_table(
-            "--perplexity-budget",
-            raw.get("perplexity_budget"),
-            budget_table(
-                "[tool.energybench] perplexity_budget_pct",
-                tool.get("perplexity_budget_pct"),
-                DEFAULT_PERPLEXITY_BUDGET_PCT,
-            ),
-        ),
         reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,
         meters=meter_choice(raw.get("meters")),
         energy_min_s=option_value(raw, "energy_min_s"),
@@ -376,11 +387,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         country=country_code(raw.get("country")),
         region=option_value(raw, "region"),
         impact_samples=option_value(raw, "impact_samples"),
-        energy_budget_ratio=budget_table(
-            "--energy-budget",
-            raw.get("energy_budget"),
-            budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
-        ),
+        **budget_settings(raw, tool),
         save=not option_value(raw, "no_save"),
         report=option_value(raw, "report"),
         **gate_settings(raw, reports),
