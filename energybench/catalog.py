@@ -8,10 +8,12 @@ code that measures it. This module imports nothing of energybench and nothing he
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 Direction = Literal["lower", "higher"]
+LossUnit = Literal["pp", "%"]  # accuracy points (x 100 of a fraction) or percent of the baseline
 OptionKind = Literal["names", "choice", "int", "ints", "optional-int", "seconds", "spec", "path", "text", "flag"]
 
 SEQUENCE_CLASSIFICATION = "sequence-classification"
@@ -47,16 +49,34 @@ class Metric:
     timed: bool = False
     shaped: bool = False
     records: tuple[str, ...] = ()
-    custom: bool = False  # declared by a user's benchmark at run time (see add_metric)
+    custom: bool = False  # declared by a user's benchmark at run time (see MetricTable)
     recorded_by: str = "energy"  # not selectable and in no ``records``: the benchmark that records it
+    loss_unit: LossUnit = "%"  # what a loss against a baseline is counted in ("pp": points of a fraction)
 
     def __post_init__(self) -> None:
         if self.direction not in ("lower", "higher"):
             raise ValueError(f"metric {self.name}: direction {self.direction!r}; accepted: lower, higher")
+        if self.loss_unit not in ("pp", "%"):
+            raise ValueError(f"metric {self.name}: loss unit {self.loss_unit!r}; accepted: pp, %")
 
     @property
     def higher_is_better(self) -> bool:
         return self.direction == "higher"
+
+    def change(self, value: float, baseline: float, unit: LossUnit | None = None) -> float:
+        """How the value moved from the baseline, signed as it moved: in points ((value - baseline)
+        x 100, for a fraction) or in percent of the baseline; ``unit`` defaults to the loss unit."""
+        if (unit or self.loss_unit) == "pp":
+            return (value - baseline) * 100.0
+        return (value / baseline - 1.0) * 100.0
+
+    def loss(self, value: float, baseline: float, unit: LossUnit | None = None) -> float:
+        """How much worse than the baseline, positive = worse, in ``unit`` (default the loss unit):
+        accuracy 0.80 against 0.81 loses 1.0 point, perplexity 30.6 against 30.0 loses 2.0 %."""
+        if (unit or self.loss_unit) == "pp":  # written out so that no loss reads -0.00
+            return (baseline - value) * 100.0 if self.higher_is_better else (value - baseline) * 100.0
+        moved = self.change(value, baseline, unit)
+        return -moved if self.higher_is_better else moved
 
 
 GENERATION_RECORDS = ("ttft", "decode-latency", "decode-throughput", "generation-memory", "generation-energy")
@@ -69,6 +89,7 @@ METRIC_LIST = (
         "SST-2 validation accuracy (argmax)",
         task=SEQUENCE_CLASSIFICATION,
         deterministic=True,
+        loss_unit="pp",
     ),
     Metric(
         "perplexity",
@@ -184,7 +205,6 @@ METRICS = {m.name: m for m in METRIC_LIST}
 SELECTABLE_METRICS = tuple(m.name for m in METRIC_LIST if m.selectable)
 METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
 TIMED_METRICS = tuple(m.name for m in METRIC_LIST if m.timed)
-SHAPED_METRICS = tuple(m.name for m in METRIC_LIST if m.shaped)
 ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
 QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.deterministic}  # task -> its quality metric
 
@@ -195,24 +215,72 @@ ONE_REQUEST_METRICS = ("latency", "generation")  # batch 1 unless --batch-size i
 MAX_GENERATION_PROMPT = 128  # generation's default prompt: model maximum - --gen-tokens, at most this
 
 
-def add_metric(added: Metric) -> Metric:
-    """Declare a user's own metric at run time (``eb_record``, or a saved run that carries one),
-    so the comparison, the gate, the history and the report know its direction and unit.
+def custom_metric(name: str, facts: dict[str, str]) -> Metric:
+    """The Metric of a user's metric declared as ``{direction, unit, description}`` (a run's
+    ``custom_metrics``); a KeyError or ValueError says what the declaration lacks."""
+    return Metric(name, facts["direction"], facts["unit"], facts.get("description", ""), selectable=False, custom=True)
 
-    Adding the same declaration again is a no-op; a built-in name, or the same name with another
-    direction or unit, raises ValueError with the line to show."""
-    known = METRICS.get(added.name)
-    if known is None:
-        METRICS[added.name] = added
-        return added
-    if not known.custom:
-        raise ValueError(f"metric {added.name!r} is a built-in energybench metric; give your metric another name")
-    if (known.direction, known.unit) != (added.direction, added.unit):
-        raise ValueError(
-            f"metric {added.name!r} is already declared as {known.direction} is better in {known.unit!r}; "
-            f"got {added.direction} in {added.unit!r}: keep one declaration per name"
-        )
-    return known
+
+class MetricTable:
+    """The metrics one run (or the runs of one comparison) knows: the built-ins and its own declarations.
+
+    The built-ins are read from ``METRICS`` at each lookup; the declarations live in the table, so
+    two runs (or two sessions in one process) never see each other's metrics."""
+
+    def __init__(self, declared: Iterable[Metric] = ()) -> None:
+        self.custom: dict[str, Metric] = {}
+        for added in declared:
+            self.declare(added)
+
+    @classmethod
+    def of(cls, *declarations: dict[str, dict[str, str]]) -> MetricTable:
+        """The table of runs' ``custom_metrics`` (name -> direction, unit, description); a ValueError
+        (or KeyError) names a declaration that is incomplete or disagrees with another."""
+        return cls(custom_metric(name, facts) for declared in declarations for name, facts in declared.items())
+
+    def declare(self, added: Metric) -> Metric:
+        """Add a user's metric; the same declaration again is a no-op. A built-in name, or the same
+        name with another direction or unit, raises ValueError with the line to show."""
+        if added.name in METRICS and not METRICS[added.name].custom:
+            raise ValueError(f"metric {added.name!r} is a built-in energybench metric; give your metric another name")
+        known = self.custom.setdefault(added.name, added)
+        if (known.direction, known.unit) != (added.direction, added.unit):
+            raise ValueError(
+                f"metric {added.name!r} is already declared as {known.direction} is better in {known.unit!r}; "
+                f"got {added.direction} in {added.unit!r}: keep one declaration per name"
+            )
+        return known
+
+    def get(self, name: str) -> Metric | None:
+        return self.custom.get(name) or METRICS.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __getitem__(self, name: str) -> Metric:
+        """The metric; a KeyError whose text lists the known built-in and custom names."""
+        found = self.get(name)
+        if found is None:
+            raise KeyError(f"unknown metric {name!r}; {self.known()}")
+        return found
+
+    def known(self, comparable_only: bool = False) -> str:
+        """``known: latency, ...; this run's own: f1`` (the accepted names of an error line)."""
+        built_in = [m.name for m in METRICS.values() if not m.custom and (m.comparable or not comparable_only)]
+        own = [m.name for m in self.custom.values() if m.comparable or not comparable_only]
+        return f"known: {', '.join(built_in)}" + (f"; this run's own: {', '.join(own)}" if own else "")
+
+    def comparable(self) -> tuple[str, ...]:
+        """The names compared between runs and gated on: the built-in costs and every declared metric."""
+        return tuple(m.name for m in (*METRICS.values(), *self.custom.values()) if m.comparable)
+
+    def higher_is_better(self, name: str) -> bool:
+        found = self.get(name)
+        return found is not None and found.higher_is_better
+
+    def deterministic(self, name: str) -> bool:
+        found = self.get(name)
+        return found is not None and found.deterministic
 
 
 def metric(name: str) -> Metric:
@@ -272,7 +340,6 @@ PRECISION_NOTES = {
 }
 PRECISIONS = tuple(PRECISION_NOTES)
 TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")  # need the `backends` extra (torchao)
-STATIC_PRECISIONS = ("int8-static",)  # calibrated; converted by the backend (energybench.models.backends)
 MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 BASELINE_PRECISION = "fp32"

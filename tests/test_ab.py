@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from energybench import cli
+from energybench.catalog import METRICS
 from energybench.results.ab import abba_order, paired_verdict
 
 FAKE_SIDE = """#!{python}
@@ -71,12 +72,12 @@ def test_paired_ratios_give_a_ci_of_the_change_that_covers_the_truth():
     for _ in range(200):
         drift = rng.lognormal(0.0, 0.2, 8)  # the machine's speed, shared by the two runs of a pair
         a, b = 0.01 * drift * rng.lognormal(0, 0.01, 8), 0.0115 * drift * rng.lognormal(0, 0.01, 8)
-        found = paired_verdict("latency", list(a), list(b))
-        assert found["verdict"] == "worse" and found["band"] == "A/B pairs" and found["p_value"] < 0.01
-        covered += found["ci95_pct"][0] < 15 < found["ci95_pct"][1]
+        found = paired_verdict(METRICS["latency"], list(a), list(b))
+        assert found.verdict == "worse" and found.band == "A/B pairs" and found.p_value < 0.01
+        covered += found.ci95_pct[0] < 15 < found.ci95_pct[1]
     assert 180 <= covered <= 200, covered  # a 95 % CI
-    throughput = paired_verdict("throughput", list(1 / a), list(1 / b))
-    assert throughput["verdict"] == "worse" and throughput["change_pct"] == pytest.approx(100 * (1 - 1 / 1.15), abs=2)
+    throughput = paired_verdict(METRICS["throughput"], list(1 / a), list(1 / b))
+    assert throughput.verdict == "worse" and throughput.change_pct == pytest.approx(100 * (1 - 1 / 1.15), abs=2)
 
 
 def test_a_a_pairs_raise_at_most_1pct_false_alarms():
@@ -85,13 +86,13 @@ def test_a_a_pairs_raise_at_most_1pct_false_alarms():
     for _ in range(500):
         drift = rng.lognormal(0.0, 0.2, 5)
         a, b = drift * rng.lognormal(0, 0.02, 5), drift * rng.lognormal(0, 0.02, 5)
-        alarms += paired_verdict("latency", list(a), list(b))["verdict"] in ("worse", "better")
+        alarms += paired_verdict(METRICS["latency"], list(a), list(b)).verdict in ("worse", "better")
     assert alarms <= 5, alarms
 
 
 def test_one_pair_is_inconclusive_and_says_how_many_would_decide():
-    found = paired_verdict("latency", [1.0], [1.3])
-    assert found["verdict"] == "inconclusive" and "at least 2 pairs needed" in found["basis"]
+    found = paired_verdict(METRICS["latency"], [1.0], [1.3])
+    assert found.verdict == "inconclusive" and "at least 2 pairs needed" in found.basis
 
 
 def test_ab_runs_both_sides_in_abba_order_and_gates_a_regression(tmp_path, capsys):

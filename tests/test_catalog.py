@@ -71,3 +71,25 @@ def test_a_new_metric_is_one_catalog_entry_and_compare_summary_and_gate_follow(m
     [row] = compare_runs(before, after, parse_fail_on("f1:-1%")).rows
     assert row.verdict == "worse" and row.failed
     assert summary.format_value(after.records[0]) == "85.00 %"
+
+
+def test_the_loss_rule_is_the_catalog_entry_s():
+    """Accuracy loses points, perplexity percent, each in its own direction; one rule, one place."""
+    accuracy, perplexity, latency = (catalog.METRICS[m] for m in ("accuracy", "perplexity", "latency"))
+    assert accuracy.loss_unit == "pp" and perplexity.loss_unit == "%" and latency.loss_unit == "%"
+    assert accuracy.loss(0.80, 0.81) == pytest.approx(1.0) and str(accuracy.loss(0.8, 0.8)) == "0.0"
+    assert perplexity.loss(30.6, 30.0) == pytest.approx(2.0)
+    assert latency.loss(0.9, 1.0) == pytest.approx(-10.0) and accuracy.loss(0.9, 1.0, "%") == pytest.approx(10.0)
+    assert accuracy.change(0.80, 0.81) == pytest.approx(-1.0)
+
+
+def test_a_run_s_own_metrics_live_in_its_table_not_in_the_catalog():
+    table = catalog.MetricTable.of({"f1": {"direction": "higher", "unit": "fraction", "description": ""}})
+    assert "f1" in table and "f1" not in catalog.METRICS and table.higher_is_better("f1")
+    assert "f1" in table.comparable() and "latency" in table.comparable()
+    with pytest.raises(KeyError, match="unknown metric 'recall'; known: accuracy, .*; this run's own: f1"):
+        table["recall"]
+    with pytest.raises(ValueError, match="already declared as higher is better in 'fraction'"):
+        table.declare(catalog.Metric("f1", "lower", "fraction", "", custom=True))
+    with pytest.raises(ValueError, match="'latency' is a built-in energybench metric"):
+        table.declare(catalog.Metric("latency", "lower", "s", "", custom=True))

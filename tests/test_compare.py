@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from energybench.results import compare
-from energybench.results.compare import CompareError, compare_runs, parse_fail_on, render, rounds_verdict
+from energybench.catalog import METRICS
+from energybench.results import alignment, rendering
+from energybench.results.compare import CompareError, compare_runs, parse_fail_on, render
 from energybench.results.schema import Record, Run, TimingStats
+from energybench.results.verdicts import rounds_verdict
 
 SHAPE = {"batch_size": 1, "seq_len": 128}
 SOURCE = {"kind": "embedded", "checkpoint": "embedded:distilbert@abc", "revision": None}
@@ -69,7 +71,7 @@ def run(run_id, records, machine=MACHINE):
 def test_a_a_comparisons_at_3pct_noise_raise_at_most_1pct_false_alarms():
     rng = np.random.default_rng(7)
     verdicts = [
-        rounds_verdict("latency", lognormal_rounds(rng, 1.0), lognormal_rounds(rng, 1.0))["verdict"]
+        rounds_verdict(METRICS["latency"], lognormal_rounds(rng, 1.0), lognormal_rounds(rng, 1.0)).verdict
         for _ in range(1000)
     ]
     false_alarms = sum(v in ("worse", "better") for v in verdicts)
@@ -84,17 +86,17 @@ def test_a_10pct_regression_at_30_rounds_is_detected_95pct_of_the_time(metric, p
     for _ in range(200):
         a = lognormal_rounds(rng, 1.0)
         b = lognormal_rounds(rng, 1.10)  # 10 % slower rounds: worse for latency and throughput alike
-        detected += rounds_verdict(metric, per_round(a), per_round(b))["verdict"] == "worse"
+        detected += rounds_verdict(METRICS[metric], per_round(a), per_round(b)).verdict == "worse"
     assert detected >= 190, detected
 
 
 def test_too_few_rounds_is_inconclusive_and_says_how_many_would_decide():
     rng = np.random.default_rng(3)
     found = rounds_verdict(
-        "latency", lognormal_rounds(rng, 1.0, n=4, cv=0.08), lognormal_rounds(rng, 1.03, n=4, cv=0.08)
+        METRICS["latency"], lognormal_rounds(rng, 1.0, n=4, cv=0.08), lognormal_rounds(rng, 1.03, n=4, cv=0.08)
     )
-    assert found["verdict"] == "inconclusive"
-    assert found["rounds_needed"] > 4 and f"about {found['rounds_needed']} rounds" in found["basis"]
+    assert found.verdict == "inconclusive"
+    assert found.rounds_needed > 4 and f"about {found.rounds_needed} rounds" in found.basis
 
 
 def test_directions_and_the_gate():
@@ -179,7 +181,7 @@ def test_missing_and_unmeasured_rows_are_shown_not_failed():
     assert "no growth" in rows["memory"].basis and not any(r.failed for r in rows.values())
 
 
-@pytest.mark.parametrize("fmt", compare.FORMATS)
+@pytest.mark.parametrize("fmt", rendering.FORMATS)
 def test_every_format_holds_the_rows(fmt):
     a, b = run("A", [single("size", 1000.0, "bytes")]), run("B", [single("size", 1500.0, "bytes")])
     text = render(compare_runs(a, b, parse_fail_on("size:+10%")), fmt)
@@ -301,7 +303,7 @@ def test_the_history_of_the_same_machine_widens_the_band_to_its_run_to_run_sprea
     assert without.verdict == "worse" and without.band == "between blocks"
     assert with_history.verdict == "same" and with_history.band.startswith("history of 5 runs")
     values = [r.records[0].value for r in history]
-    assert with_history.band_pct == pytest.approx(compare.HISTORY_K * 100 * np.std(values, ddof=1) / np.mean(values))
+    assert with_history.band_pct == pytest.approx(alignment.HISTORY_K * 100 * np.std(values, ddof=1) / np.mean(values))
     [real] = compare_runs(a, run("B", [blocked(rng, 1.6, drift_cv=0.01)]), history=history).rows
     assert real.verdict == "worse"  # never "same" when the change is larger than the drift
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
@@ -54,3 +55,49 @@ def test_loading_the_plugin_does_not_import_torch_or_the_report_stack():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", f"importing the plugin loaded: {done.stdout.strip()}"
+
+
+def deferred_heavy_targets(source: str) -> list[tuple[int, str, list[str]]]:
+    """(line, text, modules) of every ``# deferred: heavy`` import: the modules it loads (for
+    ``from package import name``, the submodule where ``name`` is one, else the package)."""
+    found = []
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and "# deferred: heavy" in lines[node.lineno - 1]:
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                modules = [submodule_or_package(node.module or "", alias.name) for alias in node.names]
+            found.append((node.lineno, lines[node.lineno - 1], modules))
+    return found
+
+
+def submodule_or_package(package: str, name: str) -> str:
+    try:
+        return f"{package}.{name}" if importlib.util.find_spec(f"{package}.{name}") is not None else package
+    except ModuleNotFoundError:
+        return package
+
+
+def test_a_deferred_heavy_import_is_not_already_loaded_by_the_plugin():
+    """Heavy means the plugin module does not load it: a module that loading the plugin already
+    imported costs nothing at the top, so it belongs there."""
+    code = "import sys, energybench.harness.plugin; print('\\n'.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    light = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {text.strip()} ({', '.join(m for m in modules if m in loaded)})"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, text, modules in deferred_heavy_targets(path.read_text())
+        if any(m in loaded for m in modules)
+    ]
+    assert not light, "not heavy (the plugin already loads it): import at the module top:\n" + "\n".join(light)
+
+
+def test_the_heavy_check_reads_submodules_and_packages():
+    source = (
+        "def f():\n    from energybench import catalog  # deferred: heavy\n"
+        "    from energybench.catalog import METRICS  # deferred: heavy\n    import torch  # deferred: heavy\n"
+    )
+    found = [modules for _, _, modules in deferred_heavy_targets(source)]
+    assert found == [["energybench.catalog"], ["energybench.catalog"], ["torch"]]

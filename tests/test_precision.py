@@ -8,7 +8,7 @@ from energybench.models.precision import PrecisionUnsupported, convert, count_qu
 
 
 def test_the_catalog_and_the_converters_name_the_same_precisions():
-    assert precision.PRECISIONS == catalog.PRECISIONS
+    assert tuple(precision.CONVERTERS) == catalog.PRECISIONS  # one converter per catalog precision, in order
 
 
 def test_int8_quantizes_every_linear_of_distilbert(tiny_distilbert):

@@ -95,3 +95,20 @@ def test_mixed_is_opt_in_and_impact_samples_is_checked(tmp_path):
     assert parse({"accuracy_budget": "mixed=0.5"}, tmp_path).budget_for("accuracy", "distilbert", "mixed") == 0.5
     with pytest.raises(SettingsError, match="--impact-samples: '0' is not a positive integer"):
         parse({"impact_samples": "0"}, tmp_path)
+
+
+def test_every_catalog_option_reaches_settings_with_the_catalog_default(tmp_path):
+    """Settings repeats no default: each option's field, unset, holds what the catalog declares."""
+    import dataclasses
+
+    from energybench.catalog import OPTIONS
+    from energybench.harness.options import SETTING_OF, Settings
+
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(Settings))
+    missing = [o.dest for o in OPTIONS if SETTING_OF.get(o.dest, o.dest) not in fields]
+    assert not missing, f"options that never reach Settings: {missing}"
+    settings = parse({}, tmp_path)
+    simple = [o for o in OPTIONS if o.kind in ("int", "seconds", "text") and o.default is not None]
+    assert simple and all(getattr(settings, SETTING_OF.get(o.dest, o.dest)) == o.default for o in simple)
+    assert settings.backends == (OPTIONS[2].default,) and settings.save and not settings.report

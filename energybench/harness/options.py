@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -19,21 +19,17 @@ import tomllib
 
 from energybench.catalog import (
     ALL_PRECISIONS,
-    BACKENDS,
     CUSTOM_MODEL,
     DEFAULT_ACCURACY_BUDGET_PP,
     DEFAULT_BATCH_SIZE,
     DEFAULT_PERPLEXITY_BUDGET_PCT,
     DEFAULT_SEQ_LEN,
-    DEVICES,
     METERED_METRICS,
     METERS,
     MIXED,
-    MODEL_SOURCES,
     OPTION_BY_DEST,
     PRECISION_GROUPS,
     SELECTABLE_METRICS,
-    TASKS,
 )
 from energybench.errors import UsageError
 from energybench.models.registry import REGISTRY
@@ -52,45 +48,64 @@ class SettingsError(UsageError):
     pass
 
 
+# The Settings field each option fills, where it is not the option's own dest (a test checks
+# that every option in the catalog reaches Settings, so an option added there cannot be dropped here).
+SETTING_OF = {
+    "model": "models",
+    "precision": "precisions",
+    "metric": "metrics",
+    "backend": "backends",
+    "batch_size": "batch_sizes",
+    "seq_len": "seq_lens",
+    "accuracy_budget": "accuracy_budget_pp",
+    "perplexity_budget": "perplexity_budget_pct",
+    "energy_budget": "energy_budget_ratio",
+    "no_save": "save",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Every option, parsed: no field has a default of its own; :func:`parse` fills each from the
+    command line, the ini file or the catalog's default (``energybench.catalog.OPTIONS``)."""
+
     models: tuple[str, ...]
     precisions: tuple[str, ...]
     metrics: tuple[str, ...]
+    named_metrics: tuple[str, ...]  # the metrics --metric names itself (not through 'all')
+    backends: tuple[str, ...]
     device: str
     model_source: str
     model_path: Path | None
     task: str | None
+    batch_sizes: tuple[int, ...]  # --batch-size as given; () unset: each metric's default
+    seq_lens: tuple[int, ...]  # --seq-len as given; () unset: each metric's default
     batch_size: int  # the largest --batch-size (evaluation, layer study, users' own benchmarks)
     seq_len: int  # the first --seq-len
+    gen_tokens: int
     max_samples: int | None
     rounds: int
-    warmup_rounds: int
     blocks: int
+    warmup_rounds: int
     ppl_context: int | None
     ppl_stride: int | None
+    accuracy_budget_pp: dict[str, float]
+    perplexity_budget_pct: dict[str, float]
     reports_dir: Path
+    meters: tuple[str, ...] | str
+    energy_min_s: float | None  # None: derived from the sensor's update period
+    energy_min_calls: int
+    idle_s: float
+    country: str
+    region: str | None
+    impact_samples: int | None  # None: energybench.layers.study.DEFAULT_IMPACT_SAMPLES
+    energy_budget_ratio: dict[str, float]
+    compare: str | None  # the reference as given: run id, path, latest or baseline name
+    compare_path: Path | None  # what it resolved to when the session started
+    fail_on: str | None
+    save_baseline: str | None
     save: bool
-    accuracy_budget_pp: dict[str, float] = field(default_factory=dict)
-    perplexity_budget_pct: dict[str, float] = field(default_factory=dict)
-    meters: tuple[str, ...] | str = "auto"
-    energy_min_s: float | None = None  # None: derived from the sensor's update period
-    energy_min_calls: int = 10
-    idle_s: float = 3.0
-    country: str = "USA"
-    region: str | None = None
-    energy_budget_ratio: dict[str, float] = field(default_factory=dict)
-    compare: str | None = None  # the reference as given: run id, path, latest or baseline name
-    compare_path: Path | None = None  # what it resolved to when the session started
-    fail_on: str | None = None
-    save_baseline: str | None = None
-    impact_samples: int | None = None  # None: energybench.layers.study.DEFAULT_IMPACT_SAMPLES
-    report: bool = False
-    backends: tuple[str, ...] = ("eager",)
-    batch_sizes: tuple[int, ...] = ()  # --batch-size as given; () unset: each metric's default
-    seq_lens: tuple[int, ...] = ()  # --seq-len as given; () unset: each metric's default
-    gen_tokens: int = 32
-    named_metrics: tuple[str, ...] = ()  # the metrics --metric names itself (not through 'all')
+    report: bool
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
         table = {
@@ -155,6 +170,25 @@ def positive_ints(option: str, raw: Any) -> tuple[int, ...]:
             "e.g. 1,8,32"
         )
     return tuple(dict.fromkeys(int(part) for part in parts))
+
+
+def option_value(raw: dict[str, Any], dest: str) -> Any:
+    """One option parsed by its catalog kind, the catalog's default where it is not given."""
+    option = OPTION_BY_DEST[dest]
+    flag, given = f"--{option.name}", raw.get(dest) or option.default
+    if option.kind == "names":
+        return choice_list(flag, given, option.choices, all_means=option.choices)
+    if option.kind == "choice":
+        return choice_list(flag, given, option.choices)[0] if given else None
+    if option.kind in ("int", "optional-int"):
+        return positive_int(flag, given, allow_none=option.kind == "optional-int")
+    if option.kind == "ints":
+        return positive_ints(flag, given)
+    if option.kind == "seconds":
+        return positive_float(flag, raw.get(dest), option.default)  # type: ignore[arg-type]
+    if option.kind == "flag":
+        return bool(given)
+    return given or None  # text, path and spec: their own checks follow
 
 
 def named_metrics(raw: Any) -> tuple[str, ...]:
@@ -280,50 +314,9 @@ def pyproject_table(rootdir: Path) -> dict[str, Any]:
     return table
 
 
-def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
-    """Build Settings from already-merged raw option values (cli over ini)."""
-    tool = pyproject_table(rootdir)
-    model_path = Path(raw["model_path"]).expanduser() if raw.get("model_path") else None
-    models_raw = raw.get("model") or (CUSTOM_MODEL if model_path else default("model"))
-    accepted_models = (*REGISTRY, CUSTOM_MODEL) if model_path else tuple(REGISTRY)
-    models = choice_list("--model", models_raw, accepted_models, all_means=tuple(REGISTRY))
-    if model_path and len(models) != 1:
-        raise SettingsError(f"--model-path applies to one model; got --model {','.join(models)}; name one model")
-    source = (
-        "path"
-        if model_path
-        else choice_list("--model-source", raw.get("model_source") or default("model_source"), MODEL_SOURCES)[0]
-    )
-    if source == "path" and not model_path:
-        raise SettingsError("--model-source path needs --model-path DIR (a save_pretrained folder)")
-    task = choice_list("--task", raw["task"], TASKS)[0] if raw.get("task") else None
-    reports = Path(raw.get("reports_dir") or default("reports_dir"))
-    reports = reports if reports.is_absolute() else Path(rootdir) / reports
-    return Settings(
-        models=models,
-        precisions=choice_list(
-            "--precision", raw.get("precision") or default("precision"), ALL_PRECISIONS, groups=PRECISION_GROUPS
-        ),
-        metrics=choice_list("--metric", raw.get("metric") or default("metric"), METRICS, all_means=METRICS),
-        backends=choice_list("--backend", raw.get("backend") or default("backend"), BACKENDS, all_means=BACKENDS),
-        device=choice_list("--device", raw.get("device") or default("device"), DEVICES)[0],
-        model_source=source,
-        model_path=model_path,
-        task=task,
-        batch_size=max(positive_ints("--batch-size", raw.get("batch_size")) or (DEFAULT_BATCH_SIZE,)),
-        seq_len=(positive_ints("--seq-len", raw.get("seq_len")) or (DEFAULT_SEQ_LEN,))[0],
-        batch_sizes=positive_ints("--batch-size", raw.get("batch_size")),
-        seq_lens=positive_ints("--seq-len", raw.get("seq_len")),
-        gen_tokens=positive_int("--gen-tokens", raw.get("gen_tokens") or default("gen_tokens")),
-        named_metrics=named_metrics(raw.get("metric")),
-        max_samples=positive_int("--max-samples", raw.get("max_samples"), allow_none=True),
-        rounds=positive_int("--rounds", raw.get("rounds") or default("rounds")),
-        warmup_rounds=positive_int("--warmup-rounds", raw.get("warmup_rounds") or default("warmup_rounds")),
-        blocks=timing_blocks(raw),
-        ppl_context=positive_int("--ppl-context", raw.get("ppl_context"), allow_none=True),
-        ppl_stride=positive_int("--ppl-stride", raw.get("ppl_stride"), allow_none=True),
-        reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,
-        save=not raw.get("no_save"),
+def budget_settings(raw: dict[str, Any], tool: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The quality and energy budgets: the command line over ``[tool.energybench]`` over the built-ins."""
+    return dict(
         accuracy_budget_pp=budget_table(
             "--accuracy-budget",
             raw.get("accuracy_budget"),
@@ -340,20 +333,64 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
                 DEFAULT_PERPLEXITY_BUDGET_PCT,
             ),
         ),
-        meters=meter_choice(raw.get("meters")),
-        energy_min_s=positive_float("--energy-min-s", raw.get("energy_min_s"), None),
-        energy_min_calls=positive_int("--energy-min-calls", raw.get("energy_min_calls") or default("energy_min_calls")),
-        idle_s=positive_float("--idle-s", raw.get("idle_s"), default("idle_s")),
-        country=country_code(raw.get("country")),
-        region=raw.get("region") or None,
         energy_budget_ratio=budget_table(
             "--energy-budget",
             raw.get("energy_budget"),
             budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
         ),
-        impact_samples=positive_int("--impact-samples", raw.get("impact_samples"), allow_none=True),
+    )
+
+
+def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
+    """Build Settings from already-merged raw option values (cli over ini)."""
+    tool = pyproject_table(rootdir)
+    model_path = Path(raw["model_path"]).expanduser() if raw.get("model_path") else None
+    models_raw = raw.get("model") or (CUSTOM_MODEL if model_path else default("model"))
+    accepted_models = (*REGISTRY, CUSTOM_MODEL) if model_path else tuple(REGISTRY)
+    models = choice_list("--model", models_raw, accepted_models, all_means=tuple(REGISTRY))
+    if model_path and len(models) != 1:
+        raise SettingsError(f"--model-path applies to one model; got --model {','.join(models)}; name one model")
+    source = "path" if model_path else option_value(raw, "model_source")
+    if source == "path" and not model_path:
+        raise SettingsError("--model-source path needs --model-path DIR (a save_pretrained folder)")
+    task = option_value(raw, "task")
+    reports = Path(raw.get("reports_dir") or default("reports_dir"))
+    reports = reports if reports.is_absolute() else Path(rootdir) / reports
+    return Settings(
+        models=models,
+        precisions=choice_list(
+            "--precision", raw.get("precision") or default("precision"), ALL_PRECISIONS, groups=PRECISION_GROUPS
+        ),
+        metrics=option_value(raw, "metric"),
+        named_metrics=named_metrics(raw.get("metric")),
+        backends=option_value(raw, "backend"),
+        device=option_value(raw, "device"),
+        model_source=source,
+        model_path=model_path,
+        task=task,
+        batch_sizes=option_value(raw, "batch_size"),
+        seq_lens=option_value(raw, "seq_len"),
+        batch_size=max(option_value(raw, "batch_size") or (DEFAULT_BATCH_SIZE,)),
+        seq_len=(option_value(raw, "seq_len") or (DEFAULT_SEQ_LEN,))[0],
+        gen_tokens=option_value(raw, "gen_tokens"),
+        max_samples=option_value(raw, "max_samples"),
+        rounds=option_value(raw, "rounds"),
+        blocks=timing_blocks(raw),
+        warmup_rounds=option_value(raw, "warmup_rounds"),
+        ppl_context=option_value(raw, "ppl_context"),
+        ppl_stride=option_value(raw, "ppl_stride"),
+        reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,
+        meters=meter_choice(raw.get("meters")),
+        energy_min_s=option_value(raw, "energy_min_s"),
+        energy_min_calls=option_value(raw, "energy_min_calls"),
+        idle_s=option_value(raw, "idle_s"),
+        country=country_code(raw.get("country")),
+        region=option_value(raw, "region"),
+        impact_samples=option_value(raw, "impact_samples"),
+        **budget_settings(raw, tool),
+        save=not option_value(raw, "no_save"),
+        report=option_value(raw, "report"),
         **gate_settings(raw, reports),
-        report=bool(raw.get("report")),
     )
 
 

@@ -46,7 +46,7 @@ from energybench.models.registry import (
     task_of_checkpoint,
 )
 from energybench.progress import Prefixed
-from energybench.results.compare import CompareError, Comparison, compare_runs, parse_fail_on, render
+from energybench.results.compare import CompareError, Comparison, compare_runs, metrics_of, parse_fail_on, render
 from energybench.results.environment import commit_info, machine_info
 from energybench.results.schema import Record, Run, shape_label
 from energybench.results.store import load_run, load_runs, new_run_id, save_baseline, save_run, write_file
@@ -389,9 +389,9 @@ class BenchSession:
             self.comparison = self.compare_with(run)
 
     def compare_with(self, run: Run) -> Comparison:
-        reference = load_run(self.settings.compare_path)  # declares its own metrics before the limits are read
+        reference = load_run(self.settings.compare_path)
         try:
-            limits = parse_fail_on(self.settings.fail_on)
+            limits = parse_fail_on(self.settings.fail_on, metrics_of(reference, run))
         except CompareError as error:
             self.gate_error = str(error)
             limits = {}
@@ -417,7 +417,7 @@ class BenchSession:
     def merge_worker(self, output: dict[str, Any]) -> None:
         from energybench.results.schema import declare_custom_metrics  # deferred: heavy
 
-        declare_custom_metrics(output.get("custom_metrics", {}))
+        declare_custom_metrics(self.custom_metrics, output.get("custom_metrics", {}))  # one declaration per name
         self.custom_metrics.update(output.get("custom_metrics", {}))
         self.records.extend(Record.from_dict(r) for r in output["records"])
         self.workers[output["worker"]] = output

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import METRICS, add_metric
+from energybench.catalog import METRICS, MetricTable
 from energybench.harness.case import Case
 from energybench.harness.options import SettingsError
 from energybench.harness.recorders import energy, footprint, generation, layers, quality, speed
@@ -258,7 +258,7 @@ class MetricRecorder:
         facts = {"direction": "higher" if higher_is_better else "lower", "unit": str(unit), "description": description}
         if problem is None:
             try:
-                add_metric(custom_metric(name, facts))
+                MetricTable.of(self.case.session.custom_metrics).declare(custom_metric(name, facts))
             except ValueError as error:
                 problem = str(error)
         if problem is not None:

@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.catalog import METRICS, QUALITY_METRICS
 from energybench.layers.rows import ImpactRow
 from energybench.layers.units import Unit
 from energybench.measure.quality import encode_unpadded, label_order, pad_batch
 from energybench.models.precision import conv1d_to_linear, count_quantized, linears_under, quantize_dynamic
+from energybench.stats import mean_ci95
 
 IMPACT_SCORE = "mean KL(P_reference || P_ablated) in nats per sentence (classes) or per token (vocabulary)"
 
@@ -92,14 +94,6 @@ def kl_per_sample(reference: Outputs, other: Outputs) -> torch.Tensor:
     return torch.cat(out).clamp_min(0.0)
 
 
-def mean_ci95(values: torch.Tensor) -> tuple[float, tuple[float, float]]:
-    mean = float(values.mean())
-    if values.numel() < 2:
-        return mean, (mean, mean)
-    half = 1.96 * float(values.std()) / math.sqrt(values.numel())
-    return mean, (mean - half, mean + half)
-
-
 @contextmanager
 def ablated(unit: Unit) -> Iterator[None]:
     """The unit's output replaced while inside: its input (identity) or zeros (skip-residual, zero-output)."""
@@ -119,20 +113,21 @@ def ablated(unit: Unit) -> Iterator[None]:
 
 
 def quality_delta(task: str, reference: float, other: float) -> float:
-    """Accuracy change in points (negative = worse) or perplexity change in percent (positive = worse)."""
-    return (other - reference) * 100.0 if task == "sequence-classification" else (other / reference - 1.0) * 100.0
+    """The task's quality metric moved from the reference, in its loss unit: accuracy in points
+    (negative = worse), perplexity in percent (positive = worse)."""
+    return METRICS[QUALITY_METRICS[task]].change(other, reference)
 
 
 def layer_impact(model: nn.Module, unit: Unit, evalset: EvalSet, reference: Outputs, device: torch.device) -> ImpactRow:
     """The unit's ablation: KL against the reference outputs and the quality delta (sensitivity and energy unset)."""
     with ablated(unit):
         result = outputs(model, evalset, device)
-    kl_mean, (kl_lo, kl_hi) = mean_ci95(kl_per_sample(reference, result))
+    kl_mean, (kl_lo, kl_hi) = mean_ci95(kl_per_sample(reference, result).double().numpy())
     ref_quality, ref_scores = reference.quality(evalset)
     quality, scores = result.quality(evalset)
     delta_ci: tuple[float | None, float | None] = (None, None)
     if evalset.task == "sequence-classification":  # paired per-sentence differences: the subset's CI
-        low, high = mean_ci95(scores - ref_scores)[1]
+        low, high = mean_ci95((scores - ref_scores).double().numpy())[1]
         delta_ci = (low * 100.0, high * 100.0)
     return ImpactRow(
         layer=unit.name,

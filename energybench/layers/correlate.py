@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 
 from energybench.layers.rows import Correlation
+from energybench.stats import bootstrap_ci
 
 BOOTSTRAP_RESAMPLES = 999
 Statistic = Callable[[np.ndarray, np.ndarray], float]
@@ -27,8 +27,8 @@ def correlation(x: list[float | None], y: list[float | None], seed: int = 0) -> 
     if np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return Correlation(n=len(pairs), reason="one of the two columns is constant; correlation undefined")
     pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
-    pearson_lo, pearson_hi = bootstrap_ci(xs, ys, lambda a, b: stats.pearsonr(a, b).statistic, seed)
-    spearman_lo, spearman_hi = bootstrap_ci(xs, ys, lambda a, b: stats.spearmanr(a, b).statistic, seed)
+    pearson_lo, pearson_hi = correlation_ci(xs, ys, lambda a, b: stats.pearsonr(a, b).statistic, seed)
+    spearman_lo, spearman_hi = correlation_ci(xs, ys, lambda a, b: stats.spearmanr(a, b).statistic, seed)
     return Correlation(
         n=len(pairs),
         pearson_r=float(pearson.statistic),
@@ -42,23 +42,13 @@ def correlation(x: list[float | None], y: list[float | None], seed: int = 0) -> 
     )
 
 
-def bootstrap_ci(xs: np.ndarray, ys: np.ndarray, statistic: Statistic, seed: int) -> tuple[float | None, float | None]:
+def correlation_ci(
+    xs: np.ndarray, ys: np.ndarray, statistic: Statistic, seed: int
+) -> tuple[float | None, float | None]:
     """Paired percentile bootstrap; (None, None) when resamples are degenerate (too few distinct pairs)."""
-    from scipy import stats  # deferred: heavy
 
     def safe(a: np.ndarray, b: np.ndarray) -> float:
         return float(statistic(a, b)) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # degenerate resamples give nan, reported as None below
-        result = stats.bootstrap(
-            (xs, ys),
-            safe,
-            paired=True,
-            vectorized=False,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            method="percentile",
-            random_state=np.random.default_rng(seed),
-        )
-    low, high = result.confidence_interval
-    return (None, None) if np.isnan(low) or np.isnan(high) else (float(low), float(high))
+    found = bootstrap_ci((xs, ys), safe, paired=True, vectorized=False, resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    return found if found is not None else (None, None)

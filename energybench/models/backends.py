@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench import data
 from energybench.catalog import BACKENDS, BACKENDS_EXTRA, DEFAULT_BACKEND, SEQUENCE_CLASSIFICATION
 from energybench.models import precision as precisions
 from energybench.models.precision import Converted, PrecisionUnsupported
@@ -54,8 +55,6 @@ class Calibration:
 
 def calibration_set(size: int = CALIBRATION_SIZE, seed: int = CALIBRATION_SEED) -> Calibration:
     """``size`` SST-2 train sentences drawn with ``random.Random(seed)``; never the validation split."""
-    from energybench import data  # deferred: heavy
-
     rows, file = data.sst2("train")
     chosen = sorted(random.Random(seed).sample(range(len(rows)), size))
     sentences = [rows[i][0] for i in chosen]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
-from energybench.catalog import TORCHAO_PRECISIONS
+from energybench.catalog import PRECISIONS, TORCHAO_PRECISIONS
 from energybench.errors import Unsupported
 from energybench.models import torchao_quant
 from energybench.models.linears import conv1d_to_linear
@@ -152,7 +152,6 @@ CONVERTERS: dict[str, Converter] = {
     **{name: torchao_converter(name) for name in TORCHAO_PRECISIONS},
     "int8-static": Converter("int8-static", "backend static int8 (see backends)", static_reason, convert_static),
 }
-PRECISIONS = tuple(CONVERTERS)
 
 
 def unsupported_reason(precision: str, device: torch.device) -> str | None:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from energybench import data
 from energybench.catalog import MODEL_SOURCES, TASKS
 from energybench.errors import UsageError
 from energybench.models.embedded import RECIPES, load_or_build
@@ -262,8 +263,6 @@ def check_encodes(tokenizer: Any, task: str | None) -> None:
 
 def evaluation_sentence(task: str | None) -> str:
     """A sentence of the data the model will be evaluated on: SST-2, or WikiText-2 for language models."""
-    from energybench import data  # deferred: heavy
-
     if task == "causal-lm":
         text, _ = data.wikitext2("test.raw")
         return next(p for p in text.split("\n\n") if len(p.split()) > 20).strip()

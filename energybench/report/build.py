@@ -239,8 +239,9 @@ def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[F
 
 
 def custom_metrics(frame: pd.DataFrame) -> list[str]:
-    """The users' own metrics measured in this run (declared in the catalog when the run was loaded)."""
-    return [m.name for m in METRICS.values() if m.custom and not tidy.measured(frame, m.name).empty]
+    """The users' own metrics measured in this run (declared in the run, not built into the catalog)."""
+    names = dict.fromkeys(frame["metric"]) if "metric" in frame else {}
+    return [m for m in names if m not in METRICS and not tidy.measured(frame, m).empty]
 
 
 def trend_jobs(history: pd.DataFrame, frame: pd.DataFrame) -> list[FigureJob]:

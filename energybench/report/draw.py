@@ -167,8 +167,3 @@ def basis_legend(ax: Axes, bases: Sequence[object]) -> None:
         for k in kinds
     ]
     ax.legend(handles=handles, title="energy basis", fontsize=7, title_fontsize=7, loc="best")
-
-
-def iqr_note(rows: pd.DataFrame) -> str:
-    counts = rows["rounds"].dropna() if "rounds" in rows else pd.Series(dtype=float)
-    return f"whiskers: IQR of {int(counts.min())}-{int(counts.max())} rounds" if not counts.empty else ""

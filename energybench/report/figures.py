@@ -289,10 +289,9 @@ def custom_metric_bars(frame: pd.DataFrame, metrics: list[str]) -> Figure:
     figure.suptitle("Your own metrics by model and precision")
     axes = figure.subplots(1, max(len(metrics), 1), squeeze=False).ravel()
     for ax, metric in zip(axes, metrics or [""]):
-        declared = METRICS.get(metric)
-        direction = "higher is better" if declared and declared.higher_is_better else "lower is better"
-        ax.set_title(f"{metric} ({direction})" if metric else "", fontsize=10)
         rows = measured(frame, metric)
+        higher = bool(rows["higher_is_better"].any()) if "higher_is_better" in rows else False  # the run's table
+        ax.set_title(f"{metric} ({'higher' if higher else 'lower'} is better)" if metric else "", fontsize=10)
         if rows.empty:
             draw.not_measured(ax, missing_reason(frame, metric) if metric else "no custom metric in this run")
             continue

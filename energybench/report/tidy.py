@@ -24,7 +24,11 @@ CORRELATION_SUMMARY = ("spearman_rho", "pearson_r", "n")  # joined onto each lay
 
 def run_frame(run: Run) -> pd.DataFrame:
     """One row per record: the run's identity and machine, the flat record, and display columns."""
-    rows = [record_row(run, record) for record in run.records]
+    metrics = run.metrics  # the built-ins and the run's own declarations
+    rows = [
+        {**record_row(run, record), "higher_is_better": metrics.higher_is_better(record.metric)}
+        for record in run.records
+    ]
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
     return frame
 
@@ -130,12 +134,12 @@ def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 def quality_delta_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Quality change vs fp32 per model and precision, worse is positive: accuracy in points, perplexity in %."""
     parts = []
-    for metric, unit in (("accuracy", "pp"), ("perplexity", "%")):
-        rel = relative_frame(frame, metric)
+    for metric in (METRICS["accuracy"], METRICS["perplexity"]):
+        rel = relative_frame(frame, metric.name)
         if rel.empty:
             continue
-        loss = (rel["fp32_value"] - rel["value"]) * 100.0 if metric == "accuracy" else rel["change_pct"]
-        parts.append(rel.assign(quality_loss=loss, quality_unit=unit))
+        loss = metric.loss(rel["value"], rel["fp32_value"])
+        parts.append(rel.assign(quality_loss=loss, quality_unit=metric.loss_unit))
     if not parts:
         return relative_frame(frame, "accuracy").assign(
             quality_loss=pd.Series(dtype=float), quality_unit=pd.Series(dtype=object)

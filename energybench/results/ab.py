@@ -12,25 +12,17 @@ decide. Deterministic metrics (accuracy, perplexity, size) are compared exactly 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from energybench.catalog import Metric, MetricTable
 from energybench.layers import flatten
-from energybench.results.compare import (
-    Comparison,
-    Key,
-    Limit,
-    Row,
-    breaches,
-    deterministic,
-    directed_metrics,
-    index,
-    rounds_to_decide,
-    single_value_verdict,
-    worse_change_pct,
-)
+from energybench.results.alignment import Key, disagreement, index
+from energybench.results.compare import judged_row, metrics_of, row_base
+from energybench.results.limits import Limit
 from energybench.results.schema import Record, Run, shape_key, swept_metrics
+from energybench.results.verdicts import Band, Comparison, Row, Verdict, decide, margin_of, single_value_verdict
+from energybench.stats import geometric_mean, one_sample_t
 
 AB_ALPHA = 0.01
 AB_BAND_PCT = 2.0
@@ -45,7 +37,8 @@ def abba_order(pairs: int) -> list[tuple[int, str]]:
 
 def measured(run: Run, swept: set[tuple[str, str, str]] | None = None) -> dict[Key, Record]:
     """The run's directed records by model, precision, metric and (where swept) shape."""
-    return {key: r for key, r in index(run.records, swept).items() if r.metric in directed_metrics()}
+    comparable = run.metrics.comparable()
+    return {key: r for key, r in index(run.records, swept).items() if r.metric in comparable}
 
 
 def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
@@ -66,7 +59,8 @@ def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
 
 
 def selection(run: Run) -> set[tuple[str, str, str, tuple]]:
-    return {(r.model, r.precision, r.metric, shape_key(r)) for r in run.records if r.metric in directed_metrics()}
+    comparable = run.metrics.comparable()
+    return {(r.model, r.precision, r.metric, shape_key(r)) for r in run.records if r.metric in comparable}
 
 
 def describe(items: list[tuple]) -> str:
@@ -77,43 +71,35 @@ def describe(items: list[tuple]) -> str:
 def paired_comparison(runs_a: list[Run], runs_b: list[Run], limits: dict[str, Limit] | None = None) -> Comparison:
     """One row per model x precision x metric from the pairs (runs_a[i], runs_b[i])."""
     limits = limits or {}
+    table = metrics_of(*runs_a, *runs_b)
     swept = swept_metrics([run.records for run in runs_a + runs_b])
     index_a, index_b = [measured(r, swept) for r in runs_a], [measured(r, swept) for r in runs_b]
     rows = [
-        paired_row(key, [i[key] for i in index_a], [i[key] for i in index_b], limits.get(key[2]))
+        paired_row(key, [i[key] for i in index_a], [i[key] for i in index_b], limits.get(key[2]), table)
         for key in sorted(index_a[0])
     ]
     return Comparison("baseline", "candidate", rows)
 
 
-def paired_row(key: Key, a: list[Record], b: list[Record], limit: Limit | None) -> Row:
-    model, precision, metric, shape = key
-    base: dict[str, Any] = {
-        "model": model,
-        "precision": precision,
-        "metric": metric,
-        "shape": shape,
-        "unit": b[0].unit,
-        "value_a": median_value(a),
-        "value_b": median_value(b),
-        "change_pp": None,
-        "limit": str(limit) if limit else None,
-        "method_b": b[0].method,
-    }
+def paired_row(key: Key, a: list[Record], b: list[Record], limit: Limit | None, table: MetricTable) -> Row:
+    """The row of one key over the pairs: compare's row builder, a paired verdict."""
+    metric = table[key[2]]
+    base = {**row_base(key, a[0], b[0], limit, metric), "value_a": median_value(a), "value_b": median_value(b)}
     missing = next((r for r in a + b if r.value is None), None)
     if missing is not None:
-        return Row(**base, change_pct=None, verdict="not measured", basis=f"{missing.reason}")
-    if deterministic(metric):
+        return Row(**base, verdict="not measured", basis=f"{missing.reason}")
+    broken = next((r for r in a + b if disagreement(r) is not None), None)
+    if broken is not None:
+        side = "baseline" if any(broken is r for r in a) else "candidate"
+        why = f"a {side} run's {broken.metric} record disagrees with its own rounds ({disagreement(broken)}): left out"
+        return Row(**base, verdict="not comparable", basis=f"not comparable: {why}", gated=False)
+    if metric.deterministic:
         found = single_value_verdict(metric, a[0].value, b[0].value, limit)
     else:
-        found = paired_verdict(metric, [r.value for r in a], [r.value for r in b])
-    if metric == "accuracy":
-        base["change_pp"] = (a[0].value - b[0].value) * 100.0
+        found = paired_verdict(metric, [r.value for r in a], [r.value for r in b], limit)
     gated = all(flatten.gated(r) for r in a + b)  # never on an estimate, nor on a share of one
-    if not gated:
-        found["basis"] += "; estimated energy: shown, never gated"
-    row = Row(**base, **found, gated=gated)
-    return Row(**{**row.__dict__, "failed": breaches(row, limit)})
+    lost = metric.loss(b[0].value, a[0].value) if metric.loss_unit == "pp" else None
+    return judged_row(base, found, limit, gated, lost)
 
 
 def median_value(records: list[Record]) -> float | None:
@@ -121,37 +107,27 @@ def median_value(records: list[Record]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def paired_verdict(metric: str, a: list[float], b: list[float]) -> dict[str, Any]:
-    """The t-test and 95 % CI of the mean log ratio B/A over the pairs (see the module docstring)."""
+def paired_verdict(metric: Metric, a: list[float], b: list[float], limit: Limit | None = None) -> Verdict:
+    """The t-test and 95 % CI of the mean log ratio B/A over the pairs (see the module docstring);
+    the A and B columns show each side's geometric mean, whose ratio the change is."""
     logs = np.log(np.asarray(b, dtype=float) / np.asarray(a, dtype=float))
-    change = worse_change_pct(metric, 1.0, math.exp(float(logs.mean())))
-    out: dict[str, Any] = {"change_pct": change, "band_pct": AB_BAND_PCT, "band": "A/B pairs"}
+    change = metric.loss(math.exp(float(logs.mean())), 1.0, "%")
+    band = Band(AB_BAND_PCT, "A/B pairs")
+    means = {"value_a": geometric_mean(np.asarray(a)), "value_b": geometric_mean(np.asarray(b))}
     if logs.size < MIN_PAIRS:
         basis = f"{logs.size} pair: no spread, no CI; at least {MIN_PAIRS} pairs needed (give --pairs 5 or more)"
-        return {**out, "verdict": "inconclusive", "basis": basis, "rounds_needed": MIN_PAIRS}
+        return Verdict("inconclusive", basis, change, band_pct=band.pct, band=band.source, rounds_needed=MIN_PAIRS)
     p_value, (low_log, high_log) = one_sample_t(logs)
-    low, high = sorted(worse_change_pct(metric, 1.0, math.exp(x)) for x in (low_log, high_log))
-    out.update(p_value=p_value, ci95_pct=(low, high))
+    low, high = sorted(metric.loss(math.exp(x), 1.0, "%") for x in (low_log, high_log))
     basis = (
-        f"paired t on {logs.size} ABBA pairs of ratios, p={p_value:.2g}; 95 % CI of the change "
-        f"[{low:+.1f}, {high:+.1f}] %; noise band {AB_BAND_PCT:.1f} % (A/B pairs)"
+        f"paired t on {logs.size} ABBA pairs of ratios (A and B: geometric means), p={p_value:.2g}; "
+        f"95 % CI of the change [{low:+.1f}, {high:+.1f}] %; noise band {AB_BAND_PCT:.1f} % (A/B pairs)"
     )
-    if p_value < AB_ALPHA and abs(change) > AB_BAND_PCT:
-        return {**out, "verdict": "worse" if change > 0 else "better", "basis": basis}
-    if p_value < AB_ALPHA or (-AB_BAND_PCT <= low and high <= AB_BAND_PCT):
-        return {**out, "verdict": "same", "basis": basis}
-    needed = rounds_to_decide(logs.size, (high - low) / 2.0, abs(abs(change) - AB_BAND_PCT), AB_BAND_PCT)
-    basis += f"; about {needed} pairs would decide (--pairs {needed})"
-    return {**out, "verdict": "inconclusive", "basis": basis, "rounds_needed": needed}
-
-
-def one_sample_t(logs: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """p-value and 95 % CI of the mean; a spread of exactly 0 gives p 0 (or 1 with no change)."""
-    from scipy import stats  # deferred: heavy
-
-    mean = float(logs.mean())
-    if float(logs.std()) == 0.0:
-        return (0.0 if mean != 0.0 else 1.0), (mean, mean)
-    test = stats.ttest_1samp(logs, 0.0)
-    low, high = test.confidence_interval(0.95)
-    return float(test.pvalue), (float(low), float(high))
+    verdict, note, needed, detectable = decide(
+        change, p_value, (low, high), band, margin_of(band, limit), logs.size, "pairs"
+    )
+    if needed is not None:
+        note += f" (--pairs {needed})"
+    return Verdict(
+        verdict, basis + note, change, p_value, (low, high), band.pct, band.source, needed, detectable, **means
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND, QUALITY_METRICS, variant
+from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND, METRICS, QUALITY_METRICS, variant
 from energybench.results.schema import Record, Run
 
 SHAPE_RULE = {"latency": "smallest", "throughput": "largest", "energy": "largest", "memory": "largest"}
@@ -111,10 +111,7 @@ def quality_loss(records: list[Record], config: Config) -> Loss | None:
         base = pick(records, Config(config.model, BASELINE_PRECISION, DEFAULT_BACKEND), metric)
         if own is None or base is None or own.value is None or base.value is None:
             continue
-        if metric == "accuracy":
-            value, unit = (base.value - own.value) * 100.0, "pp"
-        else:
-            value, unit = (own.value / base.value - 1.0) * 100.0, "%"
+        value, unit = METRICS[metric].loss(own.value, base.value), METRICS[metric].loss_unit
         if config.precision == BASELINE_PRECISION or own.budget is None:
             return Loss(metric, value, unit, None, True)
         return Loss(metric, value, unit, own.budget.limit, own.budget.passed)

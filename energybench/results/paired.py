@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from energybench.stats import bootstrap_ci, mcnemar_exact_p
+
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -25,16 +27,11 @@ class PairedLoss:
 
 def paired_loss(baseline: list[bool], candidate: list[bool], seed: int = 0) -> PairedLoss:
     """McNemar's exact p and the paired bootstrap 95 % CI of (baseline - candidate) accuracy, in points."""
-    from scipy import stats  # deferred: heavy
-
     base, cand = np.asarray(baseline, dtype=bool), np.asarray(candidate, dtype=bool)
     if base.shape != cand.shape or base.size == 0:
         raise ValueError(f"paired loss needs the same sentences on both sides: {base.size} vs {cand.size}")
     lost, gained = int(np.sum(base & ~cand)), int(np.sum(~base & cand))
-    p_value = float(stats.binomtest(lost, lost + gained, 0.5).pvalue) if lost + gained else 1.0
-    diff = base.astype(float) - cand.astype(float)  # +1 lost, -1 gained, 0 agreed
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, diff.size, size=(BOOTSTRAP_RESAMPLES, diff.size))
-    losses = diff[picks].mean(axis=1) * 100.0
-    low, high = np.percentile(losses, [2.5, 97.5])
-    return PairedLoss(lost, gained, p_value, (float(low), float(high)))
+    diff = (base.astype(float) - cand.astype(float)) * 100.0  # +100 lost, -100 gained, 0 agreed: points
+    ci = bootstrap_ci((diff,), np.mean, resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    mean = float(diff.mean())
+    return PairedLoss(lost, gained, mcnemar_exact_p(lost, gained), ci or (mean, mean))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from energybench.catalog import BASES, DEFAULT_BACKEND, ENERGY_METRICS, variant
+from energybench.catalog import BASES, DEFAULT_BACKEND, ENERGY_METRICS, MetricTable, custom_metric, variant
 from energybench.errors import DataError
 
 SCHEMA_VERSION = 2  # 2: Record.basis; TimingStats.blocks_s / between_block_cv; Budget's paired statistics
@@ -227,6 +227,11 @@ class Run:
         out["records"] = [r.to_dict() for r in self.records]
         return out
 
+    @property
+    def metrics(self) -> MetricTable:
+        """The metrics this run knows: the built-ins and its own declarations (``custom_metrics``)."""
+        return declare_custom_metrics(self.custom_metrics)
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Run:
         if not isinstance(raw, dict):
@@ -243,27 +248,22 @@ class Run:
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in raw.items() if k in fields}
         kwargs["records"] = [Record.from_dict(r) for r in raw.get("records", [])]
-        declare_custom_metrics(raw.get("custom_metrics") or {})
+        declare_custom_metrics(raw.get("custom_metrics") or {})  # a bad declaration stops the load
         return cls(**kwargs)
 
 
-def declare_custom_metrics(declared: dict[str, dict[str, str]]) -> None:
-    """Make a loaded run's own metrics known to the catalog, so compare, history and report read
-    their direction and unit like a built-in's."""
-    from energybench.catalog import add_metric  # deferred: heavy
-
-    for name, facts in declared.items():
-        try:
-            add_metric(custom_metric(name, facts))
-        except (KeyError, TypeError, ValueError) as error:
-            raise SchemaError(f"custom metric {name!r}: {error}") from None
-
-
-def custom_metric(name: str, facts: dict[str, str]) -> Any:
-    """The catalog Metric of a user's metric declared as ``{direction, unit, description}``."""
-    from energybench.catalog import Metric  # deferred: heavy
-
-    return Metric(name, facts["direction"], facts["unit"], facts.get("description", ""), selectable=False, custom=True)
+def declare_custom_metrics(*declared: dict[str, dict[str, str]]) -> MetricTable:
+    """The metric table of runs' own declarations (``custom_metrics``): compare, history and the
+    report read a custom metric's direction and unit from it like a built-in's. A SchemaError
+    names a declaration that is incomplete, takes a built-in name or disagrees with another."""
+    table = MetricTable()
+    for declarations in declared:
+        for name, facts in declarations.items():
+            try:
+                table.declare(custom_metric(name, facts))
+            except (KeyError, TypeError, ValueError) as error:
+                raise SchemaError(f"custom metric {name!r}: {error}") from None
+    return table
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ read back and paired with the other side's run of the same pair (energybench.res
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -14,12 +16,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from energybench.errors import EnergybenchError, UsageError
-from energybench.results.ab import abba_order, selection_difference
-from energybench.results.schema import Run
 
-SIDE_NAMES = {"A": "baseline", "B": "candidate"}
+if TYPE_CHECKING:
+    from energybench.results.schema import Run
 
 
 class SideFailed(EnergybenchError):
@@ -97,6 +99,8 @@ def run_pairs(
     baseline: Side, candidate: Side, pairs: int, pytest_args: list[str], progress=print
 ) -> tuple[list[Run], list[Run], list[str]]:
     """Both sides in ABBA order, each in a fresh process; the runs of A and of B, pair by pair."""
+    from energybench.results.ab import abba_order, selection_difference  # deferred: heavy
+
     sides = {"A": baseline, "B": candidate}
     found: dict[str, list[Run]] = {"A": [], "B": []}
     order = []
@@ -110,3 +114,47 @@ def run_pairs(
     if why:
         raise NotComparable(f"not comparable: {why}")
     return found["A"], found["B"], order
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    """Baseline and candidate in alternating fresh processes (ABBA), then paired verdicts; exit 6 on a regression."""
+    from energybench.results.ab import paired_comparison  # deferred: heavy
+    from energybench.results.compare import REGRESSION_EXIT_STATUS, metrics_of, parse_fail_on, render  # deferred: heavy
+    from energybench.results.store import write_file  # deferred: heavy
+
+    parse_fail_on(args.fail_on, strict=False)  # a malformed limit stops before any side runs
+    if args.pairs < 1:
+        raise UsageError(f"--pairs {args.pairs}: give a whole number >= 1 (5 or more for a verdict)")
+    if not args.pytest_args:
+        raise UsageError(
+            "ab: give the pytest arguments after --, e.g. energybench ab ... -- benchmarks --metric latency"
+        )
+    baseline, candidate = resolve_side("baseline", args.baseline), resolve_side("candidate", args.candidate)
+    progress = (lambda line: print(line, file=sys.stderr)) if not args.quiet else (lambda line: None)
+    runs_a, runs_b, order = run_pairs(baseline, candidate, args.pairs, args.pytest_args, progress)
+    limits = parse_fail_on(args.fail_on, metrics_of(*runs_a, *runs_b))  # the runs' own metrics are known now
+    comparison = paired_comparison(runs_a, runs_b, limits)
+    comparison.run_a, comparison.run_b = f"baseline {args.baseline}", f"candidate {args.candidate}"
+    args.reports_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"order": order, "pytest_args": args.pytest_args, "comparison": json.loads(render(comparison, "json"))}
+    write_file(args.reports_dir / "ab.json", json.dumps(summary, indent=1) + "\n")
+    write_file(args.reports_dir / "ab.md", render(comparison, "markdown") + f"\n\nABBA order: {' '.join(order)}\n")
+    print(render(comparison, "table"))
+    print(f"energybench ab: {args.pairs} pairs, ABBA order {' '.join(order)}; ab.json and ab.md in {args.reports_dir}")
+    return REGRESSION_EXIT_STATUS if comparison.regressions else 0
+
+
+def add_ab_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    ab = sub.add_parser(
+        "ab",
+        parents=[common],
+        help="A/B: baseline and candidate in alternating fresh processes (ABBA), paired verdicts",
+    )
+    side = "a Python executable, a virtual environment or an energybench checkout"
+    ab.add_argument("--baseline", required=True, metavar="SIDE", help=f"side A: {side}")
+    ab.add_argument("--candidate", required=True, metavar="SIDE", help=f"side B: {side}")
+    ab.add_argument("--pairs", type=int, default=5, metavar="N", help="ABBA pairs (2 N processes) [5]")
+    ab.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,throughput:-10%% (exit 6 on regression)")
+    ab.add_argument("--quiet", action="store_true", help="no progress lines")
+    ab.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="what each side runs, after --")
+    ab.set_defaults(func=cmd_ab)

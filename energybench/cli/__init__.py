@@ -14,7 +14,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from energybench.catalog import options_reference
+from energybench.catalog import BACKENDS, PRECISIONS, MetricTable, options_reference
+from energybench.cli.ab import add_ab_parser
 from energybench.errors import EnergybenchError, UsageError
 from energybench.models.registry import REGISTRY
 
@@ -31,7 +32,6 @@ def cmd_precisions(args: argparse.Namespace) -> int:
     """Every precision on every backend: where it runs (here, on this device) and what implements it."""
     import torch  # deferred: heavy
 
-    from energybench.catalog import BACKENDS, PRECISIONS  # deferred: heavy
     from energybench.models.backends import implementation, probe  # deferred: heavy
 
     device = torch.device(args.device)
@@ -78,6 +78,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from energybench.results.compare import (  # deferred: heavy
         REGRESSION_EXIT_STATUS,
         compare_runs,
+        metrics_of,
         parse_fail_on,
         render,
     )
@@ -87,7 +88,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     parse_fail_on(args.fail_on, strict=False)  # a malformed limit stops before any run is read
     run_a = load_run(resolve_ref(args.run_a, args.reports_dir))
     run_b = load_run(resolve_ref(args.run_b, args.reports_dir))
-    limits = parse_fail_on(args.fail_on)  # now the runs' own metrics are known
+    limits = parse_fail_on(args.fail_on, metrics_of(run_a, run_b))  # now the runs' own metrics are known
     if args.fail_on is not None and not limits:
         raise UsageError(f"--fail-on {args.fail_on!r} names no limit; give e.g. latency:+10%,accuracy:-0.5pp")
     series = {(r.model, r.precision, r.metric) for r in run_b.records}
@@ -96,50 +97,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_runs(run_a, run_b, limits, history)
     print(render(comparison, args.format))
     return REGRESSION_EXIT_STATUS if comparison.regressions else 0
-
-
-def cmd_ab(args: argparse.Namespace) -> int:
-    """Baseline and candidate in alternating fresh processes (ABBA), then paired verdicts; exit 6 on a regression."""
-    from energybench.abtest import resolve_side, run_pairs  # deferred: heavy
-    from energybench.results.ab import paired_comparison  # deferred: heavy
-    from energybench.results.compare import REGRESSION_EXIT_STATUS, parse_fail_on, render  # deferred: heavy
-    from energybench.results.store import write_file  # deferred: heavy
-
-    limits = parse_fail_on(args.fail_on)
-    if args.pairs < 1:
-        raise UsageError(f"--pairs {args.pairs}: give a whole number >= 1 (5 or more for a verdict)")
-    if not args.pytest_args:
-        raise UsageError(
-            "ab: give the pytest arguments after --, e.g. energybench ab ... -- benchmarks --metric latency"
-        )
-    baseline, candidate = resolve_side("baseline", args.baseline), resolve_side("candidate", args.candidate)
-    progress = (lambda line: print(line, file=sys.stderr)) if not args.quiet else (lambda line: None)
-    runs_a, runs_b, order = run_pairs(baseline, candidate, args.pairs, args.pytest_args, progress)
-    comparison = paired_comparison(runs_a, runs_b, limits)
-    comparison.run_a, comparison.run_b = f"baseline {args.baseline}", f"candidate {args.candidate}"
-    args.reports_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"order": order, "pytest_args": args.pytest_args, "comparison": json.loads(render(comparison, "json"))}
-    write_file(args.reports_dir / "ab.json", json.dumps(summary, indent=1) + "\n")
-    write_file(args.reports_dir / "ab.md", render(comparison, "markdown") + f"\n\nABBA order: {' '.join(order)}\n")
-    print(render(comparison, "table"))
-    print(f"energybench ab: {args.pairs} pairs, ABBA order {' '.join(order)}; ab.json and ab.md in {args.reports_dir}")
-    return REGRESSION_EXIT_STATUS if comparison.regressions else 0
-
-
-def add_ab_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    ab = sub.add_parser(
-        "ab",
-        parents=[common],
-        help="A/B: baseline and candidate in alternating fresh processes (ABBA), paired verdicts",
-    )
-    side = "a Python executable, a virtual environment or an energybench checkout"
-    ab.add_argument("--baseline", required=True, metavar="SIDE", help=f"side A: {side}")
-    ab.add_argument("--candidate", required=True, metavar="SIDE", help=f"side B: {side}")
-    ab.add_argument("--pairs", type=int, default=5, metavar="N", help="ABBA pairs (2 N processes) [5]")
-    ab.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,throughput:-10%% (exit 6 on regression)")
-    ab.add_argument("--quiet", action="store_true", help="no progress lines")
-    ab.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="what each side runs, after --")
-    ab.set_defaults(func=cmd_ab)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -195,7 +152,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- report (issue 6) ---------------------------------------------------------------------------
+# -- report ---------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     from energybench.report.build import ReportError, build_report  # deferred: heavy
 
@@ -303,7 +260,7 @@ def add_merge_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
 
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from energybench.results.compare import FORMATS, directed_metrics  # deferred: heavy
+    from energybench.results.compare import FORMATS  # deferred: heavy
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -330,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,accuracy:-0.5pp (exit 6 on regression)")
     compare.set_defaults(func=cmd_compare)
     history = sub.add_parser("history", parents=[common], help="one metric over the saved runs")
-    history.add_argument("--metric", required=True, choices=directed_metrics())
+    history.add_argument("--metric", required=True, choices=MetricTable().comparable())
     history.add_argument("--model")
     history.add_argument("--precision")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -358,7 +315,3 @@ def main(argv: list[str] | None = None) -> int:
     except EnergybenchError as error:  # a bug keeps its traceback; a bad input is one line
         print(f"energybench {args.command}: error: {error}", file=sys.stderr)
         return BAD_INPUT
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
