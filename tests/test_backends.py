@@ -77,6 +77,7 @@ def test_each_backend_is_its_own_series_in_the_session_and_in_ab(tmp_path):
     """The blocks and records of eager and compiled latency are never pooled or paired together."""
     from energybench.harness.session import BenchSession
     from energybench.results import ab
+    from energybench.catalog import MetricTable
     from energybench.results.schema import TimingStats
 
     timing = TimingStats.from_rounds([0.01, 0.011])
@@ -87,7 +88,7 @@ def test_each_backend_is_its_own_series_in_the_session_and_in_ab(tmp_path):
     for record in (eager, compiled, compiled):  # a second block rewrites its own series only
         session.add(record)
     assert session.records == [eager, compiled]
-    run = types.SimpleNamespace(records=[eager, compiled])
+    run = types.SimpleNamespace(records=[eager, compiled], metrics=MetricTable())
     assert len(ab.measured(run)) == 2
 
 
