@@ -74,7 +74,8 @@ METRIC_LIST = (
         "perplexity",
         "lower",
         "perplexity",
-        "WikiText-2 test perplexity, strided and token-weighted",
+        "WikiText-2 test perplexity, token-weighted, by --ppl-protocol (strided HF guide or non-overlapping "
+        "GPTQ/AWQ windows); the protocol, context and stride are in the record",
         task=CAUSAL_LM,
         deterministic=True,
     ),
@@ -192,6 +193,7 @@ QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.determini
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SEQ_LEN = 128
 ONE_REQUEST_METRICS = ("latency", "generation")  # batch 1 unless --batch-size is given
+PPL_PROTOCOLS = ("strided", "non-overlapping")  # energybench.measure.quality
 MAX_GENERATION_PROMPT = 128  # generation's default prompt: model maximum - --gen-tokens, at most this
 
 
@@ -443,6 +445,16 @@ OPTIONS = (
     Option("warmup-rounds", "int", "untimed warm-up rounds before timing", "N", 3),
     Option("ppl-context", "optional-int", "perplexity window length in tokens", "N", default_text="model maximum"),
     Option("ppl-stride", "optional-int", "perplexity stride in tokens", "N", default_text="context / 2"),
+    Option(
+        "ppl-protocol",
+        "choice",
+        "perplexity protocol: strided (HF perplexity guide: sliding windows, stride --ppl-stride) or "
+        "non-overlapping (GPTQ/AWQ papers: side-by-side windows of --ppl-context, 2048 where the model "
+        "allows, the tail dropped); records of different protocols are never compared",
+        "NAME",
+        "strided",
+        choices=PPL_PROTOCOLS,
+    ),
     Option(
         "accuracy-budget",
         "spec",

@@ -31,6 +31,7 @@ from energybench.catalog import (
     MIXED,
     MODEL_SOURCES,
     OPTION_BY_DEST,
+    PPL_PROTOCOLS,
     PRECISION_GROUPS,
     SELECTABLE_METRICS,
     TASKS,
@@ -90,6 +91,7 @@ class Settings:
     batch_sizes: tuple[int, ...] = ()  # --batch-size as given; () unset: each metric's default
     seq_lens: tuple[int, ...] = ()  # --seq-len as given; () unset: each metric's default
     gen_tokens: int = 32
+    ppl_protocol: str = "strided"  # catalog.PPL_PROTOCOLS
     named_metrics: tuple[str, ...] = ()  # the metrics --metric names itself (not through 'all')
 
     def budget_for(self, metric: str, model: str, precision: str) -> float | None:
@@ -322,6 +324,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         blocks=timing_blocks(raw),
         ppl_context=positive_int("--ppl-context", raw.get("ppl_context"), allow_none=True),
         ppl_stride=positive_int("--ppl-stride", raw.get("ppl_stride"), allow_none=True),
+        ppl_protocol=ppl_protocol(raw),
         reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,
         save=not raw.get("no_save"),
         accuracy_budget_pp=budget_table(
@@ -355,6 +358,17 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         **gate_settings(raw, reports),
         report=bool(raw.get("report")),
     )
+
+
+def ppl_protocol(raw: dict[str, Any]) -> str:
+    """--ppl-protocol; non-overlapping windows have no stride of their own (it is the context)."""
+    protocol = choice_list("--ppl-protocol", raw.get("ppl_protocol") or default("ppl_protocol"), PPL_PROTOCOLS)[0]
+    if protocol == "non-overlapping" and raw.get("ppl_stride"):
+        raise SettingsError(
+            "--ppl-stride applies to --ppl-protocol strided; non-overlapping windows step by their context "
+            "(--ppl-context): drop --ppl-stride or use --ppl-protocol strided"
+        )
+    return protocol
 
 
 def gate_settings(raw: dict[str, Any], reports: Path) -> dict[str, Any]:
