@@ -21,6 +21,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from energybench.catalog import BNB_PRECISIONS, GPTQ_PRECISIONS, KV_PRECISIONS, TORCHAO_PRECISIONS
+from energybench.catalog import PRECISIONS as CATALOG_PRECISIONS
 from energybench.errors import Unsupported
 from energybench.models import bnb_quant, gptq_quant, kv_quant, torchao_quant
 from energybench.models.linears import conv1d_to_linear
@@ -176,6 +177,7 @@ CONVERTERS: dict[str, Converter] = {
     **{name: module_converter(name, bnb_quant) for name in BNB_PRECISIONS},
     **{name: module_converter(name, kv_quant) for name in KV_PRECISIONS},
 }
+CONVERTERS = {name: CONVERTERS[name] for name in CATALOG_PRECISIONS}  # the catalog's order
 PRECISIONS = tuple(CONVERTERS)
 
 
