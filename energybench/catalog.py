@@ -95,7 +95,8 @@ METRIC_LIST = (
         "perplexity",
         "lower",
         "perplexity",
-        "WikiText-2 test perplexity, strided and token-weighted",
+        "WikiText-2 test perplexity, token-weighted, by --ppl-protocol (strided HF guide or non-overlapping "
+        "GPTQ/AWQ windows); the protocol, context and stride are in the record",
         task=CAUSAL_LM,
         deterministic=True,
     ),
@@ -212,6 +213,7 @@ QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.determini
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SEQ_LEN = 128
 ONE_REQUEST_METRICS = ("latency", "generation")  # batch 1 unless --batch-size is given
+PPL_PROTOCOLS = ("strided", "non-overlapping")  # energybench.measure.quality
 MAX_GENERATION_PROMPT = 128  # generation's default prompt: model maximum - --gen-tokens, at most this
 
 
@@ -332,14 +334,28 @@ PRECISION_NOTES = {
     "int8-dyn": "torchao Int8DynamicActivationInt8WeightConfig(PerRow): int8 x int8 matmuls; "
     "torch.compile'd on CUDA (torchao's fast path, compute capability >= 8.0), eager on CPU",
     "int4-wo": "torchao Int4WeightOnlyConfig(group 128, tile_packed_to_4d): tinygemm int4 kernel, bf16; "
-    "CUDA with compute capability >= 8.0",
+    "CUDA with compute capability >= 8.0; on CPU torchao's CPU layout (Int4OpaqueTensor, bf16)",
     "fp8-dyn": "torchao Float8DynamicActivationFloat8WeightConfig(PerRow): e4m3 through torch._scaled_mm, bf16; "
     "CUDA with compute capability >= 8.9",
     "int8-static": "static int8 (activations and weights), calibrated on a seeded subset of the SST-2 train split: "
     "ONNX Runtime quantize_static (QDQ, per-channel, MinMax) on the onnxruntime backend",
+    "int4-hqq": "HQQ 4-bit, calibration-free (half-quadratic qparams), group 128, on the int4-wo kernels (torchao "
+    "int4_choose_qparams_algorithm='hqq'): CPU and CUDA >= 8.0, bf16",
+    "int4-gptq": "GPTQ 4-bit weights (W4A16, group 128, symmetric) by llm-compressor, calibrated on a seeded "
+    "WikiText-2 valid subset (size, sha256 and calibration time in the record); runs its fake-quantized weights",
+    "nf4-bnb": "bitsandbytes NF4 weights (Linear4bit, bf16 compute), every Linear but the LM head; CUDA only",
+    "int8-bnb": "bitsandbytes LLM.int8() weights (Linear8bitLt, threshold 6.0), every Linear but the LM head; "
+    "CUDA only",
+    "kv4-quanto": "fp32 weights, the KV cache in 4 bits (transformers QuantizedCache, quanto backend, group 64, "
+    "residual 128): generation decodes and perplexity scores through it",
+    "kv4-hqq": "fp32 weights, the KV cache in 4 bits (transformers QuantizedCache, HQQ backend, group 64, "
+    "residual 128): generation decodes and perplexity scores through it",
 }
 PRECISIONS = tuple(PRECISION_NOTES)
-TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")  # need the `backends` extra (torchao)
+TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn", "int4-hqq")  # `backends` extra (torchao)
+GPTQ_PRECISIONS = ("int4-gptq",)  # the `gptq` extra (llm-compressor)
+BNB_PRECISIONS = ("nf4-bnb", "int8-bnb")  # the `bnb` extra (bitsandbytes), CUDA
+KV_PRECISIONS = ("kv4-quanto", "kv4-hqq")  # the `llm` extra (optimum-quanto, hqq): KV-cache quantization
 MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 BASELINE_PRECISION = "fp32"
@@ -348,6 +364,8 @@ BASELINE_PRECISION = "fp32"
 PRECISION_GROUPS = {
     "all": ("fp32", "fp16", "bf16", "int8"),
     "gpu": ("fp32", "fp16", "bf16", "int8-wo", "int8-dyn", "int4-wo", "fp8-dyn"),
+    # what an LLM deployer chooses between on a CPU (bitsandbytes is CUDA only: add nf4-bnb,int8-bnb on a GPU)
+    "llm": ("fp32", "int8", "int8-wo", "int4-wo", "int4-hqq", "int4-gptq", "kv4-quanto", "kv4-hqq"),
 }
 
 METERS = ("nvml", "rapl", "codecarbon")
@@ -356,7 +374,8 @@ MODEL_SOURCES = ("auto", "hub", "path", "embedded", "shape-only")
 MODELS = ("distilbert", "gpt2", "bert-base")  # the registry (energybench.models.registry) holds their specs
 CUSTOM_MODEL = "custom"  # the name of a --model-path checkpoint that is not named after a registered model
 
-INT8, INT4, FP8 = ("int8", "int8-wo", "int8-dyn", "int8-static"), ("int4-wo",), ("fp8-dyn",)
+INT8, INT4, FP8 = ("int8", "int8-wo", "int8-dyn", "int8-static", "int8-bnb"), ("int4-wo",), ("fp8-dyn",)
+INT4 = (*INT4, "int4-hqq", "int4-gptq", "nf4-bnb", *KV_PRECISIONS)
 
 # Backends: what runs the converted model. Names and notes only: energybench.models.backends holds
 # the classes (they import onnxruntime / torch._dynamo only when used).
@@ -510,6 +529,16 @@ OPTIONS = (
     Option("warmup-rounds", "int", "untimed warm-up rounds before timing", "N", 3),
     Option("ppl-context", "optional-int", "perplexity window length in tokens", "N", default_text="model maximum"),
     Option("ppl-stride", "optional-int", "perplexity stride in tokens", "N", default_text="context / 2"),
+    Option(
+        "ppl-protocol",
+        "choice",
+        "perplexity protocol: strided (HF perplexity guide: sliding windows, half-context stride unless set) or "
+        "non-overlapping (GPTQ/AWQ papers: side-by-side windows of the context, 2048 where the model allows, "
+        "the tail dropped); records of different protocols are never compared",
+        "NAME",
+        "strided",
+        choices=PPL_PROTOCOLS,
+    ),
     Option(
         "accuracy-budget",
         "spec",

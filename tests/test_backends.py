@@ -75,9 +75,9 @@ def test_records_of_different_backends_are_never_compared():
 
 def test_each_backend_is_its_own_series_in_the_session_and_in_ab(tmp_path):
     """The blocks and records of eager and compiled latency are never pooled or paired together."""
+    from energybench.catalog import MetricTable
     from energybench.harness.session import BenchSession
     from energybench.results import ab
-    from energybench.catalog import MetricTable
     from energybench.results.schema import TimingStats
 
     timing = TimingStats.from_rounds([0.01, 0.011])

@@ -38,7 +38,7 @@ def test_all_and_lists(tmp_path):
         (
             {"precision": "int3"},
             "--precision: unknown value int3; accepted: fp32, fp16, bf16, int8, int8-wo, int8-dyn, int4-wo, "
-            "fp8-dyn, int8-static, mixed, all, gpu",
+            "fp8-dyn, int8-static, int4-hqq, int4-gptq, nf4-bnb, int8-bnb, kv4-quanto, kv4-hqq, mixed, all, gpu, llm",
         ),
         ({"metric": "speed"}, "--metric: unknown value speed; accepted: accuracy, perplexity"),
         ({"device": "tpu"}, "--device: unknown value tpu; accepted: auto, cpu, cuda"),

@@ -54,13 +54,10 @@ def test_an_h100_runs_all_four_when_torchao_is_there(gpu, torchao_present):
     assert [CONVERTERS[p].unsupported_reason(device) for p in TORCHAO] == [None] * 4
 
 
-def test_the_cpu_runs_the_int8_ones_only(torchao_present):
+def test_the_cpu_runs_the_int8_and_int4_ones_not_fp8(torchao_present):
     cpu = torch.device("cpu")
     assert tq.unsupported_reason("int8-wo", cpu) is None and tq.unsupported_reason("int8-dyn", cpu) is None
-    assert (
-        tq.unsupported_reason("int4-wo", cpu)
-        == "int4-wo needs the tinygemm int4 CUDA kernel; run it with --device cuda"
-    )
+    assert tq.unsupported_reason("int4-wo", cpu) is None and tq.unsupported_reason("int4-hqq", cpu) is None
     assert "compute capability >= 8.9" in tq.unsupported_reason("fp8-dyn", cpu)
     assert "CPU and CUDA only, not mps" in tq.unsupported_reason("int8-wo", torch.device("mps"))
 
@@ -122,9 +119,9 @@ def test_int8_on_cpu_quantizes_every_friendly_linear_gpt2_conv1d_included(name, 
     assert nn.functional.cosine_similarity(logits.flatten(), reference.flatten(), dim=0) > 0.999
 
 
-def test_int4_on_cpu_is_refused_before_touching_the_model(tiny_distilbert):
-    with pytest.raises(PrecisionUnsupported, match="tinygemm int4 CUDA kernel"):
-        convert(tiny_distilbert, "int4-wo", torch.device("cpu"))
+def test_fp8_on_cpu_is_refused_before_touching_the_model(tiny_distilbert):
+    with pytest.raises(PrecisionUnsupported, match="fp8 tensor cores"):
+        convert(tiny_distilbert, "fp8-dyn", torch.device("cpu"))
     assert all(type(m.weight) is nn.Parameter for m in tiny_distilbert.modules() if isinstance(m, nn.Linear))
 
 

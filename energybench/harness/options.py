@@ -28,6 +28,7 @@ from energybench.catalog import (
     METERS,
     MIXED,
     OPTION_BY_DEST,
+    PPL_PROTOCOLS,
     PRECISION_GROUPS,
     SELECTABLE_METRICS,
 )
@@ -89,6 +90,7 @@ class Settings:
     warmup_rounds: int
     ppl_context: int | None
     ppl_stride: int | None
+    ppl_protocol: str  # catalog.PPL_PROTOCOLS
     accuracy_budget_pp: dict[str, float]
     perplexity_budget_pct: dict[str, float]
     reports_dir: Path
@@ -379,6 +381,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         warmup_rounds=option_value(raw, "warmup_rounds"),
         ppl_context=option_value(raw, "ppl_context"),
         ppl_stride=option_value(raw, "ppl_stride"),
+        ppl_protocol=ppl_protocol(raw),
         reports_dir=writable_reports_dir(reports) if not raw.get("no_save") else reports,
         meters=meter_choice(raw.get("meters")),
         energy_min_s=option_value(raw, "energy_min_s"),
@@ -392,6 +395,17 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         report=option_value(raw, "report"),
         **gate_settings(raw, reports),
     )
+
+
+def ppl_protocol(raw: dict[str, Any]) -> str:
+    """--ppl-protocol; non-overlapping windows have no stride of their own (it is the context)."""
+    protocol = choice_list("--ppl-protocol", raw.get("ppl_protocol") or default("ppl_protocol"), PPL_PROTOCOLS)[0]
+    if protocol == "non-overlapping" and raw.get("ppl_stride"):
+        raise SettingsError(
+            "--ppl-stride applies to --ppl-protocol strided; non-overlapping windows step by their context "
+            "(--ppl-context): drop --ppl-stride or use --ppl-protocol strided"
+        )
+    return protocol
 
 
 def gate_settings(raw: dict[str, Any], reports: Path) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from a prefilled cache (:func:`prefill` and :func:`rewind`).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +71,39 @@ def returned_cache(out: Any) -> Any:
     return cache if cache is not None else out.past_key_values
 
 
+CACHE_TENSORS = ("keys", "values", "_quantized_keys", "_quantized_values")
+
+
 def cache_bytes(cache: Any) -> int:
-    """Bytes held by the key and value tensors of a transformers Cache (``layers[i].keys/values``)."""
-    tensors = [getattr(layer, name, None) for layer in getattr(cache, "layers", ()) for name in ("keys", "values")]
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    """Bytes held by the key and value tensors of a transformers Cache (``layers[i].keys/values``), the
+    quantized ones of a QuantizedCache included (quanto tensors, HQQ's (tensor, meta) pairs)."""
+    return sum(
+        tensor_bytes(getattr(layer, name, None)) for layer in getattr(cache, "layers", ()) for name in CACHE_TENSORS
+    )
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of a tensor, of the inner tensors of a tensor subclass (quanto's packed data and scales),
+    or of the tensors in a tuple, list or dict; 0 for anything else."""
+    if isinstance(value, torch.Tensor):
+        flatten = getattr(value, "__tensor_flatten__", None)
+        if flatten is not None and type(value) is not torch.Tensor and type(value) is not nn.Parameter:
+            names, _ = flatten()
+            return sum(tensor_bytes(getattr(value, name)) for name in names)
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    return 0
+
+
+def quantized_cache_options(model: nn.Module) -> dict[str, Any] | None:
+    """The ``cache_config`` of a model whose generation config asks for a quantized KV cache, else None."""
+    config = getattr(model, "generation_config", None)
+    if getattr(config, "cache_implementation", None) != "quantized":
+        return None
+    return dict(getattr(config, "cache_config", None) or {})
 
 
 def next_token(logits: torch.Tensor, eos_id: int | None) -> torch.Tensor:
@@ -139,7 +169,8 @@ def greedy(
     extra = {"cache": cache} if cache is not None else {}
     synchronize(device)
     start = time.perf_counter()
-    out = model.generate(**generate_kwargs(model, input_ids, gen_tokens), streamer=clock, **extra)
+    with given_cache(model, cache):
+        out = model.generate(**generate_kwargs(model, input_ids, gen_tokens), streamer=clock, **extra)
     synchronize(device)
     stamps = clock.stamps[1:]  # the first put is the prompt
     if len(stamps) != gen_tokens:
@@ -149,10 +180,30 @@ def greedy(
     return Generation(new, stamps[0] - start, decode_s, cache_bytes(cache) if cache is not None else None)
 
 
-def empty_cache(model: nn.Module) -> Any:
-    """A new DynamicCache for ``model`` (to read the KV cache's bytes after a generation)."""
-    from transformers import DynamicCache  # deferred: heavy
+@contextlib.contextmanager
+def given_cache(model: nn.Module, cache: Any) -> Iterator[None]:
+    """generate() refuses a cache object beside the ``cache_implementation`` it was made from: while a
+    cache is given, the model's generation config names none (restored after)."""
+    config = getattr(model, "generation_config", None)
+    implementation = getattr(config, "cache_implementation", None)
+    if cache is None or implementation is None:
+        yield
+        return
+    config.cache_implementation = None
+    try:
+        yield
+    finally:
+        config.cache_implementation = implementation
 
+
+def empty_cache(model: nn.Module) -> Any:
+    """A new cache for ``model`` (to read the KV cache's bytes after a generation): the QuantizedCache its
+    generation config asks for, else a DynamicCache."""
+    from transformers import DynamicCache, QuantizedCache  # deferred: heavy
+
+    options = quantized_cache_options(model)
+    if options is not None:
+        return QuantizedCache(backend=options.pop("backend", "quanto"), config=model.config, **options)
     return DynamicCache(config=model.config)
 
 
@@ -177,7 +228,7 @@ def decode_only_call(
     continues from one prefilled cache, rewound to the prompt before each call, so no prefill runs
     in it. None where decode cannot run alone (one new token has no decode step, or the cache
     cannot be rewound)."""
-    if gen_tokens < 2:
+    if gen_tokens < 2 or quantized_cache_options(model) is not None:
         return None
     state, _ = prefill(model, input_ids, device)
     if not rewind(state):

@@ -1,8 +1,19 @@
-"""Quality metrics on evaluation sets: SST-2 accuracy and WikiText-2 strided perplexity.
+"""Quality metrics on evaluation sets: SST-2 accuracy and WikiText-2 perplexity.
 
 Both follow the published protocols: accuracy over the full 872-sentence SST-2 validation
-set (or a declared subset), and the strided sliding-window, token-weighted perplexity of the
-Hugging Face perplexity guide (https://huggingface.co/docs/transformers/perplexity).
+set (or a declared subset); perplexity by one of two protocols (``--ppl-protocol``):
+
+- ``strided``: the sliding-window, token-weighted perplexity of the Hugging Face perplexity guide
+  (https://huggingface.co/docs/transformers/perplexity), context the model's maximum, stride half of it;
+- ``non-overlapping``: the convention of the GPTQ and AWQ papers (GPTQ's ``datautils``/``eval_ppl``):
+  the test text joined with ``"\n\n"`` (as the HF guide does: the same token stream), cut into
+  ``numel // context`` windows of ``context`` tokens (2048 where the model allows), the tail dropped,
+  each window scored on its own (every token but its first).
+
+The protocol, context and stride are in every perplexity record's details, and records of
+different protocols are never compared (``energybench.results.compare``). A model whose generation
+config asks for a quantized KV cache (the ``kv-*`` precisions) is scored through that cache: each
+window's head is prefilled into it and the rest attends to the head's quantized keys and values.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import torch
 from torch import nn
 
 from energybench import data
+from energybench.catalog import PPL_PROTOCOLS
 from energybench.models.precision import Prepared
 from energybench.models.quiet import quiet_transformers
 from energybench.progress import advance
@@ -28,6 +40,7 @@ class QualitySettings(Protocol):
     batch_size: int
     ppl_context: int | None
     ppl_stride: int | None
+    ppl_protocol: str  # catalog.PPL_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,10 @@ def unpack_bits(bits: str, total: int) -> list[bool]:
     return [bool(x) for x in unpacked]
 
 
+STRIDED, NON_OVERLAPPING = PPL_PROTOCOLS
+PAPER_CONTEXT = 2048  # GPTQ / AWQ evaluate at 2048 tokens (the model's maximum where it is smaller)
+
+
 @dataclass(frozen=True)
 class Perplexity:
     perplexity: float
@@ -64,6 +81,8 @@ class Perplexity:
     context: int
     stride: int
     total_tokens: int
+    protocol: str = STRIDED
+    kv_cache: str | None = None  # the quantized KV cache the windows were scored through, if any
 
 
 def encode_unpadded(tokenizer: Any, sentences: list[str], max_len: int) -> list[dict[str, list[int]]]:
@@ -147,6 +166,24 @@ def strided_windows(total: int, context: int, stride: int) -> list[tuple[int, in
     return windows
 
 
+def non_overlapping_windows(total: int, context: int) -> list[tuple[int, int, int]]:
+    """(begin, end, scored) of the GPTQ/AWQ protocol: ``total // context`` windows of exactly ``context``
+    tokens side by side, the tail dropped (GPTQ's ``nsamples = numel // seqlen``)."""
+    return [(i * context, (i + 1) * context, context) for i in range(total // context)]
+
+
+def protocol_windows(total: int, context: int, stride: int, protocol: str) -> list[tuple[int, int, int]]:
+    if protocol == STRIDED:
+        if not 0 < stride <= context:
+            raise ValueError(f"stride must be in 1..context ({context}), got {stride}")
+        return strided_windows(total, context, stride)
+    if protocol == NON_OVERLAPPING:
+        if total < context:
+            raise ValueError(f"the text has {total} tokens, fewer than one non-overlapping window of {context}")
+        return non_overlapping_windows(total, context)
+    raise ValueError(f"unknown perplexity protocol {protocol!r}; accepted: {', '.join(PPL_PROTOCOLS)}")
+
+
 @torch.inference_mode()
 def perplexity(
     model: nn.Module,
@@ -158,15 +195,16 @@ def perplexity(
     device: torch.device,
     max_windows: int | None = None,
     progress: Any = None,
+    protocol: str = STRIDED,
 ) -> Perplexity:
-    """Token-weighted strided perplexity of a 1-D token sequence (HF perplexity guide).
+    """Token-weighted perplexity of a 1-D token sequence by ``protocol`` (strided: the HF perplexity
+    guide; non-overlapping: GPTQ/AWQ, ``stride`` is then ``context``).
 
     Log-probabilities are taken in float32 whatever the model's dtype, so a low-precision
     model is judged on its logits, not on rounding in the loss.
     """
-    if not 0 < stride <= context:
-        raise ValueError(f"stride must be in 1..context ({context}), got {stride}")
-    windows = strided_windows(int(input_ids.numel()), context, stride)[:max_windows]
+    stride = context if protocol == NON_OVERLAPPING else stride
+    windows = protocol_windows(int(input_ids.numel()), context, stride, protocol)[:max_windows]
     nll_sum, scored = 0.0, 0
     for start in range(0, len(windows), batch_size):
         advance(progress, "perplexity", start, len(windows))
@@ -174,7 +212,7 @@ def perplexity(
         for length in sorted({end - begin for begin, end, _ in group}):  # the last window may be short
             same = [w for w in group if w[1] - w[0] == length]
             batch = torch.stack([input_ids[b:e] for b, e, _ in same]).to(device)
-            logits = model(input_ids=batch).logits.float()
+            logits = window_logits(model, batch, cache_head(length, min(t for _, _, t in same)))
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
             token_nll = -logprobs.gather(-1, batch[:, 1:, None]).squeeze(-1)
             for row, (_, _, target_len) in enumerate(same):
@@ -183,7 +221,39 @@ def perplexity(
                 scored += length - first
     nll = nll_sum / scored
     advance(progress, "perplexity", len(windows), len(windows))
-    return Perplexity(math.exp(nll), nll, scored, len(windows), context, stride, int(input_ids.numel()))
+    cache = kv_cache_label(model)
+    total = int(input_ids.numel())
+    return Perplexity(math.exp(nll), nll, scored, len(windows), context, stride, total, protocol, cache)
+
+
+def cache_head(length: int, scored: int) -> int:
+    """Where a window is split for a quantized KV cache: its unscored context (strided), or its first
+    half where every token is scored (non-overlapping, a window's first)."""
+    head = length - scored
+    return head if head >= 1 else length // 2
+
+
+def kv_cache_label(model: nn.Module) -> str | None:
+    """``"quanto 4-bit, group 64"`` where the model's generation config asks for a quantized KV cache."""
+    config = getattr(model, "generation_config", None)
+    if getattr(config, "cache_implementation", None) != "quantized":
+        return None
+    cache = dict(getattr(config, "cache_config", None) or {})
+    return f"{cache.get('backend', 'quanto')} {cache.get('nbits', 4)}-bit, group {cache.get('q_group_size', 64)}"
+
+
+def window_logits(model: nn.Module, batch: torch.Tensor, head: int) -> torch.Tensor:
+    """The float32 logits of a batch of windows: one forward pass, or, where the model asks for a
+    quantized KV cache, the head prefilled into a fresh one and the rest attending to it."""
+    if kv_cache_label(model) is None or not 0 < head < batch.shape[1]:
+        return model(input_ids=batch).logits.float()
+    from transformers import QuantizedCache  # deferred: heavy
+
+    options = dict(model.generation_config.cache_config or {})
+    cache = QuantizedCache(backend=options.pop("backend", "quanto"), config=model.config, **options)
+    first = model(input_ids=batch[:, :head], cache=cache, use_cache=True).logits.float()
+    rest = model(input_ids=batch[:, head:], cache=cache, use_cache=True).logits.float()
+    return torch.cat([first, rest], dim=1)
 
 
 # -- the quality pass of a prepared model on its evaluation data -------------------------------
@@ -230,8 +300,8 @@ def accuracy_quality(prepared: Prepared, settings: QualitySettings, progress: An
 def perplexity_quality(prepared: Prepared, settings: QualitySettings, progress: Any = None) -> Quality:
     text, file = eval_text(prepared)
     input_ids = tokenize_long_text(prepared.loaded.tokenizer, text)
-    context = settings.ppl_context or max_positions(prepared.model)
-    stride = settings.ppl_stride or max(context // 2, 1)
+    protocol = getattr(settings, "ppl_protocol", STRIDED)
+    context, stride = protocol_context(max_positions(prepared.model), settings, protocol)
     result = perplexity(
         prepared.model,
         input_ids,
@@ -241,12 +311,29 @@ def perplexity_quality(prepared: Prepared, settings: QualitySettings, progress: 
         device=prepared.device,
         max_windows=settings.max_samples,
         progress=progress,
+        protocol=protocol,
     )
+    kind = (
+        "strided sliding-window perplexity (HF guide)"
+        if protocol == STRIDED
+        else ("non-overlapping windows perplexity (GPTQ/AWQ papers)")
+    )
+    through = f", scored through a {result.kv_cache} quantized KV cache" if result.kv_cache else ""
     method = (
-        f"strided sliding-window perplexity (HF guide), context {context}, stride {stride}, "
-        f"token-weighted over {result.scored_tokens} tokens in {result.windows} windows"
+        f"{kind}, context {context}, stride {stride}, "
+        f"token-weighted over {result.scored_tokens} tokens in {result.windows} windows{through}"
     )
     return Quality(result.perplexity, "perplexity", method, file_dict(file), dataclasses.asdict(result))
+
+
+def protocol_context(positions: int, settings: QualitySettings, protocol: str) -> tuple[int, int]:
+    """(context, stride): --ppl-context or the model's maximum (strided) / 2048 where it allows
+    (non-overlapping); --ppl-stride or half the context (strided) / the context (non-overlapping)."""
+    if protocol == NON_OVERLAPPING:
+        context = settings.ppl_context or min(PAPER_CONTEXT, positions)
+        return context, context
+    context = settings.ppl_context or positions
+    return context, settings.ppl_stride or max(context // 2, 1)
 
 
 def tokenize_long_text(tokenizer: Any, text: str) -> Any:

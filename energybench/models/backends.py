@@ -38,7 +38,7 @@ CALIBRATION_SIZE = 128
 CALIBRATION_SEED = 0
 CALIBRATION_MAX_LEN = 128
 ORT_PRECISIONS = ("fp32", "int8", "int8-static")
-COMPILE_PRECISIONS = ("fp32", "fp16", "bf16", "int8-wo", "int8-dyn", "int4-wo", "fp8-dyn")
+COMPILE_PRECISIONS = ("fp32", "fp16", "bf16", "int8-wo", "int8-dyn", "int4-wo", "fp8-dyn", "int4-hqq", "int4-gptq")
 
 
 class BackendUnsupported(PrecisionUnsupported):
@@ -81,7 +81,7 @@ class Backend:
     def prepare(self, model: nn.Module, precision: str, device: torch.device, loaded: Any) -> Converted:
         """``model`` (an fp32 copy, may be modified) at ``precision`` run by this backend."""
         self.check(precision, device)
-        converted = precisions.convert(model, precision, device)
+        converted = precisions.convert(model, precision, device, loaded)
         converted.details["backend"] = self.name
         return converted
 

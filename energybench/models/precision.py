@@ -5,7 +5,8 @@ and configuration, stored in every record, so runs of different implementations 
 compared), a capability gate that returns the one-line reason it cannot run on a device, and the
 conversion. Swap an implementation by registering another under the same name. A combination a
 device cannot run raises :class:`PrecisionUnsupported` (the benchmark skips with that reason);
-nothing silently runs a different precision. The torchao ones live in ``torchao_quant``.
+nothing silently runs a different precision. The torchao ones live in ``torchao_quant``; the LLM
+methods in ``kv_quant`` (KV-cache quantization), ``bnb_quant`` (bitsandbytes) and ``gptq_quant`` (GPTQ).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
-from energybench.catalog import PRECISIONS, TORCHAO_PRECISIONS
+from energybench.catalog import BNB_PRECISIONS, GPTQ_PRECISIONS, KV_PRECISIONS, PRECISIONS, TORCHAO_PRECISIONS
 from energybench.errors import Unsupported
-from energybench.models import torchao_quant
+from energybench.models import bnb_quant, gptq_quant, kv_quant, torchao_quant
 from energybench.models.linears import conv1d_to_linear
 from energybench.models.registry import LoadedModel
 
@@ -43,7 +44,8 @@ class Converter:
     name: str
     implementation: str
     unsupported_reason: Callable[[torch.device], str | None]
-    convert: Callable[[nn.Module, torch.device], Converted]
+    convert: Callable[..., Converted]  # (model, device), or (model, device, loaded) where takes_loaded
+    takes_loaded: bool = False  # a calibrated method: it reads the model's tokenizer from the LoadedModel
 
 
 @dataclass
@@ -133,6 +135,25 @@ def torchao_converter(name: str) -> Converter:
     return Converter(name, f"torchao {torchao_quant.CONFIGS[name]}", reason, convert)
 
 
+def module_converter(name: str, module: Any) -> Converter:
+    """A precision of an LLM-method module: its ``unsupported_reason(name, device)``, ``implementation(name)``
+    and ``quantize_cache`` / ``quantize(model, name, device)`` returning (model, details)."""
+    quantize = getattr(module, "quantize_cache", None) or module.quantize
+    takes_loaded = module is gptq_quant
+
+    def reason(device: torch.device) -> str | None:
+        return module.unsupported_reason(name, device)
+
+    def convert(model: nn.Module, device: torch.device, *loaded: Any) -> Converted:
+        try:
+            quantized, details = quantize(model, name, device, *loaded)
+        except ValueError as error:  # a model this method cannot take (no generation config, no tokenizer)
+            raise PrecisionUnsupported(str(error)) from None
+        return Converted(quantized, name, module.implementation(name), details)
+
+    return Converter(name, module.implementation(name), reason, convert, takes_loaded)
+
+
 def static_reason(device: torch.device) -> str | None:
     return (
         "int8-static (calibrated static int8) is converted by a backend, not in eager PyTorch (PT2E's "
@@ -151,20 +172,26 @@ CONVERTERS: dict[str, Converter] = {
     "int8": Converter("int8", "torch.ao dynamic int8", int8_reason, quantize_int8_dynamic),
     **{name: torchao_converter(name) for name in TORCHAO_PRECISIONS},
     "int8-static": Converter("int8-static", "backend static int8 (see backends)", static_reason, convert_static),
+    **{name: module_converter(name, gptq_quant) for name in GPTQ_PRECISIONS},
+    **{name: module_converter(name, bnb_quant) for name in BNB_PRECISIONS},
+    **{name: module_converter(name, kv_quant) for name in KV_PRECISIONS},
 }
+CONVERTERS = {name: CONVERTERS[name] for name in PRECISIONS}  # the catalog's order, one name list
 
 
 def unsupported_reason(precision: str, device: torch.device) -> str | None:
     return CONVERTERS[precision].unsupported_reason(device)
 
 
-def convert(model: nn.Module, precision: str, device: torch.device) -> Converted:
-    """Return ``model`` at ``precision`` on ``device`` (the input model may be modified in place)."""
+def convert(model: nn.Module, precision: str, device: torch.device, loaded: LoadedModel | None = None) -> Converted:
+    """Return ``model`` at ``precision`` on ``device`` (the input model may be modified in place);
+    ``loaded``: the model it came from (its tokenizer), which a calibrated method reads."""
     if precision not in CONVERTERS:
         raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
     reason = unsupported_reason(precision, device)
     if reason:
         raise PrecisionUnsupported(reason)
-    converted = CONVERTERS[precision].convert(model, device)
+    converter = CONVERTERS[precision]
+    converted = converter.convert(model, device, loaded) if converter.takes_loaded else converter.convert(model, device)
     converted.model.eval()
     return converted

@@ -1,4 +1,4 @@
-"""torchao precisions: int8 weight-only, int8 dynamic, int4 weight-only and fp8 dynamic, with their gates.
+"""torchao precisions: int8 weight-only, int8 dynamic, int4 weight-only, HQQ int4 and fp8 dynamic, with their gates.
 
 Written against torchao 0.18 (0.17 has the same four configs; its int8 configs still default to
 the old ``version=1``, so ``version=2`` is passed). torchao >= 0.17 is ABI-stable and needs
@@ -9,7 +9,12 @@ torch >= 2.11. What each precision needs, read from torchao's source:
   compute capability >= 8.0 here); torchao needs torch.compile for its speed, so on CUDA the
   converted model is compiled (recorded in the implementation); on CPU it runs eager.
 - ``int4-wo``  ``Int4WeightOnlyConfig(group 128, tile_packed_to_4d)``: the tinygemm kernel of torch
-  itself (the default "plain" packing needs the ``mslk`` package), CUDA >= 8.0, bf16 weights.
+  itself (the default "plain" packing needs the ``mslk`` package), CUDA >= 8.0, bf16 weights. On CPU,
+  torchao 0.18 keeps its CPU layout in ``torchao.prototype.quantization.int4``:
+  ``PrototypeInt4WeightOnlyConfig(group 128)`` packs for torch's ``_weight_int4pack_mm_for_cpu``
+  (``Int4OpaqueTensor``), bf16 activations (fp32 ones run that kernel 6x slower than fp32 matmul here).
+- ``int4-hqq`` the same int4 kernels with HQQ's calibration-free half-quadratic qparams
+  (``int4_choose_qparams_algorithm="hqq"``): CUDA >= 8.0 (tile_packed_to_4d) and CPU (the prototype config).
 - ``fp8-dyn``  ``Float8DynamicActivationFloat8WeightConfig(PerRow)``: e4m3 through ``torch._scaled_mm``,
   compute capability >= 8.9, bf16 weights.
 
@@ -40,19 +45,29 @@ MIN_TORCH = (2, 11)
 INSTALL_HINT = "install energybench[backends] for torchao (pip install 'torchao>=0.17')"
 INT4_GROUP_SIZE = 128
 KERNEL_MULTIPLE = 16
-MIN_CAPABILITY = {"int8-dyn": (8, 0), "int4-wo": (8, 0), "fp8-dyn": (8, 9)}
+MIN_CAPABILITY = {"int8-dyn": (8, 0), "int4-wo": (8, 0), "int4-hqq": (8, 0), "fp8-dyn": (8, 9)}
 WHY_CAPABILITY = {
     "int8-dyn": "int8 tensor-core matmul (torch._int_mm)",
     "int4-wo": "the tinygemm int4 kernel",
+    "int4-hqq": "the tinygemm int4 kernel",
     "fp8-dyn": "fp8 e4m3 tensor cores (torch._scaled_mm)",
 }
-CUDA_ONLY = {"int4-wo": "the tinygemm int4 CUDA kernel", "fp8-dyn": "fp8 tensor cores (compute capability >= 8.9)"}
+CUDA_ONLY = {"fp8-dyn": "fp8 tensor cores (compute capability >= 8.9)"}
+INT4 = ("int4-wo", "int4-hqq")  # bf16 activations on every device
+INT4_CPU_CONFIGS = {
+    "int4-wo": f"prototype.quantization.int4.PrototypeInt4WeightOnlyConfig(group_size={INT4_GROUP_SIZE}) "
+    "(Int4OpaqueTensor, _weight_int4pack_mm_for_cpu)",
+    "int4-hqq": f"prototype.quantization.int4.PrototypeInt4WeightOnlyConfig(group_size={INT4_GROUP_SIZE}, "
+    "int4_choose_qparams_algorithm='hqq') (Int4OpaqueTensor, _weight_int4pack_mm_for_cpu)",
+}
 COMPILED_ON_CUDA = {"int8-dyn"}
 COMPILE_MODE = "default"
 CONFIGS = {
     "int8-wo": "Int8WeightOnlyConfig(granularity=PerRow())",
     "int8-dyn": "Int8DynamicActivationInt8WeightConfig(granularity=PerRow())",
     "int4-wo": f"Int4WeightOnlyConfig(group_size={INT4_GROUP_SIZE}, int4_packing_format='tile_packed_to_4d')",
+    "int4-hqq": f"Int4WeightOnlyConfig(group_size={INT4_GROUP_SIZE}, int4_packing_format='tile_packed_to_4d', "
+    "int4_choose_qparams_algorithm='hqq')",
     "fp8-dyn": "Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())",
 }
 
@@ -113,8 +128,19 @@ def unsupported_reason(precision: str, device: torch.device) -> str | None:
     return torchao_reason()
 
 
-def config_for(precision: str) -> Any:
+def config_text(precision: str, device: torch.device) -> str:
+    """The torchao config ``precision`` uses on ``device`` (the int4 ones differ between CPU and CUDA)."""
+    return INT4_CPU_CONFIGS[precision] if device.type == "cpu" and precision in INT4 else CONFIGS[precision]
+
+
+def config_for(precision: str, device: torch.device | None = None) -> Any:
     quantization = import_torchao()
+    if precision in INT4 and device is not None and device.type == "cpu":
+        prototype = importlib.import_module("torchao.prototype.quantization.int4")
+        algorithm = "hqq" if precision == "int4-hqq" else "tinygemm"
+        return prototype.PrototypeInt4WeightOnlyConfig(
+            group_size=INT4_GROUP_SIZE, int4_choose_qparams_algorithm=algorithm, set_inductor_config=False
+        )
     per_row = quantization.PerRow()
     if precision == "int8-wo":
         return quantization.Int8WeightOnlyConfig(granularity=per_row, set_inductor_config=False, version=2)
@@ -122,18 +148,22 @@ def config_for(precision: str) -> Any:
         return quantization.Int8DynamicActivationInt8WeightConfig(
             granularity=per_row, set_inductor_config=False, version=2
         )
-    if precision == "int4-wo":
+    if precision in INT4:
         return quantization.Int4WeightOnlyConfig(
-            group_size=INT4_GROUP_SIZE, int4_packing_format="tile_packed_to_4d", set_inductor_config=False
+            group_size=INT4_GROUP_SIZE,
+            int4_packing_format="tile_packed_to_4d",
+            int4_choose_qparams_algorithm="hqq" if precision == "int4-hqq" else "tinygemm",
+            set_inductor_config=False,
         )
     if precision == "fp8-dyn":
         return quantization.Float8DynamicActivationFloat8WeightConfig(granularity=per_row, set_inductor_config=False)
     raise ValueError(f"unknown torchao precision {precision!r}; accepted: {', '.join(CONFIGS)}")
 
 
-def model_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA (int4 and fp8 PerRow require it; the int8 ones run their activations in it); fp32 on CPU."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+def model_dtype(device: torch.device, precision: str = "") -> torch.dtype:
+    """bf16 on CUDA (int4 and fp8 PerRow require it; the int8 ones run their activations in it) and for
+    int4 on CPU (its CPU kernel is fast in bf16 only); fp32 for the int8 ones on CPU."""
+    return torch.bfloat16 if device.type == "cuda" or precision in INT4 else torch.float32
 
 
 def kernel_friendly(module: nn.Module, fqn: str) -> bool:
@@ -150,15 +180,19 @@ def count_quantized(model: nn.Module) -> tuple[int, int]:
     from torchao.utils import TorchAOBaseTensor  # deferred: optional
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return sum(isinstance(m.weight, TorchAOBaseTensor) for m in linears), len(linears)
+    # the prototype CPU int4 config wraps its tensor in a plain nn.Parameter
+    quantized = [
+        isinstance(m.weight, TorchAOBaseTensor) or isinstance(m.weight.data, TorchAOBaseTensor) for m in linears
+    ]
+    return sum(quantized), len(linears)
 
 
 def implementation(precision: str, device: torch.device) -> str:
     """What a record of ``precision`` on ``device`` measured: library, version, config, dtype, compile."""
     version = importlib.metadata.version("torchao")
-    dtype = str(model_dtype(device)).removeprefix("torch.")
+    dtype = str(model_dtype(device, precision)).removeprefix("torch.")
     compiled = f", torch.compile(mode={COMPILE_MODE})" if compiles(precision, device) else ", eager"
-    return f"torchao {version} {CONFIGS[precision]}, {dtype}{compiled}"
+    return f"torchao {version} {config_text(precision, device)}, {dtype}{compiled}"
 
 
 def compiles(precision: str, device: torch.device) -> bool:
@@ -175,15 +209,15 @@ def quantize(
 
     quantization = import_torchao()
     converted = conv1d_to_linear(model)
-    dtype = model_dtype(device)
+    dtype = model_dtype(device, precision)
     model.to(device=device, dtype=dtype).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torchao's notes on layers it leaves alone
-        quantization.quantize_(model, config_for(precision), filter_fn=filter_fn)
+        quantization.quantize_(model, config_for(precision, device), filter_fn=filter_fn)
     quantized, linears = count_quantized(model)
     details = {
         "torchao": importlib.metadata.version("torchao"),
-        "config": CONFIGS[precision],
+        "config": config_text(precision, device),
         "dtype": str(dtype).removeprefix("torch."),
         "quantized_linear_modules": quantized,
         "linear_modules": linears,

@@ -59,6 +59,13 @@ COMPARABLE_FIELDS = (
     ("shape", lambda r: tuple(sorted(r.shape.items()))),
     ("data", lambda r: (r.data or {}).get("sha256")),
     ("device", lambda r: r.device),
+    (
+        "perplexity protocol (protocol, context, stride)",
+        lambda r: (
+            r.metric == "perplexity"
+            and (r.details.get("protocol", "strided"), r.details.get("context"), r.details.get("stride"))
+        ),
+    ),
 )
 
 
