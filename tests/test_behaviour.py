@@ -264,3 +264,10 @@ def test_to_dict_is_json_ready(tiny_gpt2, tokens, reference):
     perplexity_pass(perturbed(tiny_gpt2), tokens, mine)
     text = json.dumps(behaviour.lm_behaviour(mine).to_dict())
     assert '"agreement_pct"' in text and '"by_position"' in text
+
+
+def test_a_few_losses_and_no_gain_keep_no_change_inside_the_ci_as_mcnemar_does():
+    ref = [True] * 700 + [False] * 172
+    mine = [False] * 3 + [True] * 697 + [False] * 172  # 3 lost, 0 gained: McNemar p = 0.25
+    found = behaviour.accuracy_recovery(ref, mine)
+    assert found.ci95_pct[0] < found.recovery_pct < 100.0 <= found.ci95_pct[1] + 1e-9
