@@ -116,6 +116,9 @@ def test_the_top_k_reference_brackets_the_exact_kl_and_says_so(tiny_gpt2, tokens
     found, truth = behaviour.lm_behaviour(bounded), behaviour.lm_behaviour(exact).output_kl
     assert found.output_kl <= truth <= found.output_kl_upper
     assert found.kl_method.startswith("bounds: top-64")
+    asked = LMTrace(keep_reference=True, exact=False)
+    perplexity_pass(tiny_gpt2, tokens, asked)
+    assert asked.reference().mode == "top-k" and "exact=False" in asked.reference().reason
     for begin, window in bounded.windows.items():  # per token too
         assert np.all(window.kl <= exact.windows[begin].kl + 1e-6)
         assert np.all(exact.windows[begin].kl <= window.kl_upper + 1e-6)

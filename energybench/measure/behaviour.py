@@ -236,10 +236,12 @@ class LMTrace:
     position, NLL and argmax; with ``keep_reference`` (the fp32 pass) what :class:`LMReference`
     needs; with ``against`` (any other precision) the per-token KL(fp32 || this) and agreement."""
 
-    def __init__(self, against: LMReference | None = None, keep_reference: bool = False) -> None:
+    def __init__(self, against: LMReference | None = None, keep_reference: bool = False, exact: bool = True) -> None:
+        """``exact=False`` (reference side): keep the top-k bracket even where the exact KL fits (it
+        costs the comparing passes a gather of k log-probs instead of rebuilding fp32's vocabulary)."""
         if against is not None and keep_reference:
             raise ValueError("a trace either keeps the fp32 reference or compares with it, not both")
-        self.against, self.keep_reference = against, keep_reference
+        self.against, self.keep_reference, self.exact = against, keep_reference, exact
         self.windows: dict[int, WindowTrace] = {}
         self.mode, self.reason = "exact", ""
         self.head: nn.Module | None = None
@@ -257,7 +259,9 @@ class LMTrace:
             return
         head = output_head(model)
         width = int(head.weight.shape[1]) if head is not None and getattr(head, "weight", None) is not None else 0
-        if not width:
+        if not self.exact:
+            self.use_top_k("the top-k bracket was asked for (exact=False)")
+        elif not width:
             self.use_top_k("the model exposes no output layer to rebuild its log-probs from")
         elif tokens * width * 4 > REFERENCE_BYTES_CAP:
             gib = tokens * width * 4 / 2**30
