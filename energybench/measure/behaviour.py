@@ -337,7 +337,8 @@ class LMTrace:
             raise ValueError(f"the fp32 reference has no window at token {begin}: run both passes on the same windows")
         if ref.mode == "exact":
             lp = rebuild(self.reference_head(lq.device), ref.hidden[begin].to(lq.device))
-            return (lp.exp() * (lp - lq)).sum(-1).double().cpu().numpy(), None
+            diff = lp - lq
+            return torch.linalg.vecdot(lp.exp_(), diff).double().cpu().numpy(), None  # sum p (log p - log q)
         lower, upper = kl_bounds(
             ref.top_ids[begin].to(lq.device), ref.top_logprobs[begin].to(lq.device), ref.neg_entropy[begin], lq
         )
