@@ -84,3 +84,24 @@ def test_onnx_runtime_integer_kernels_are_profiled_through_its_own_profiler(tiny
     for name in ("int8", "int8-static"):
         path = kernels.kernel_path(runner.prepare(copy.deepcopy(tiny_distilbert), name, cpu, loaded).model, batch, name)
         assert path.profiler == "onnxruntime" and path.status == kernels.QUANTIZED, path.top()
+
+
+def test_on_cuda_an_operator_is_timed_by_the_kernels_it_launched_and_kernel_rows_are_not_counted_twice():
+    event = types.SimpleNamespace
+    events = [
+        event(key="aten::_int_mm", count=4, self_cpu_time_total=30.0, self_device_time_total=600.0, device_type="CPU"),
+        event(key="aten::mul", count=8, self_cpu_time_total=40.0, self_device_time_total=200.0, device_type="CPU"),
+        event(key="aten::view", count=8, self_cpu_time_total=5.0, self_device_time_total=0.0, device_type="CPU"),
+        event(
+            key="void int8_gemm_kernel",
+            count=4,
+            self_cpu_time_total=0,
+            self_device_time_total=600.0,
+            device_type="DeviceType.CUDA",
+        ),
+    ]
+    timed = kernels.operator_times(events, on_cuda=True)
+    path = kernels.verdict("int8-dyn", kernels.shares(timed), "torch.profiler (CPU, CUDA)", 0.1)
+    assert [(o.name, o.share) for o in path.operators] == [("aten::_int_mm", 0.75), ("aten::mul", 0.25)]
+    assert path.status == kernels.QUANTIZED and path.proof_share == 0.75
+    assert [t for _, _, t in kernels.operator_times(events, on_cuda=False)] == [30.0, 40.0, 5.0, 0]
