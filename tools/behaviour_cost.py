@@ -1,6 +1,7 @@
 """Check: what behaviour against fp32 adds to the quality pass, and what the kernel profiler pass costs.
 
     python tools/behaviour_cost.py [--models distilbert,gpt2] [--precision int8] [--max-samples N] [--repeats 3]
+    python tools/behaviour_cost.py --random-gpt2 WINDOWS   # the embedded GPT-2's shapes, random weights
 
 Quality pass: each pass is timed without and with its tap (GPT-2: fp32 keeping the reference, the
 precision comparing with it), the four passes interleaved, ``--repeats`` times; the medians give the
@@ -13,6 +14,7 @@ warm-up call (target: at most 5 s per case). On a shared machine the figures are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import os
@@ -27,7 +29,7 @@ from energybench import data
 from energybench.catalog import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN
 from energybench.measure import behaviour, kernels, quality
 from energybench.measure.workloads import fixed_batch, text_token_ids
-from energybench.models import backends
+from energybench.models import backends, embedded
 from energybench.models import registry as models
 from energybench.models.precision import Prepared
 
@@ -122,17 +124,77 @@ def quality_texts(loaded: Any) -> list[tuple[str, int]]:
     return data.sst2("validation")[0]
 
 
+def random_lm_cost(windows: int, repeats: int) -> None:
+    """The embedded GPT-2's architecture (recipe shapes) with random weights on random ids: the same
+    compute as the trained model, for when it is not built yet; a noised copy stands in for int8."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    recipe = embedded.RECIPES["gpt2"]
+    config = GPT2Config(
+        n_layer=recipe.layers,
+        n_embd=recipe.hidden,
+        n_head=recipe.heads,
+        n_inner=recipe.ffn,
+        n_positions=recipe.max_len,
+        vocab_size=recipe.vocab_size,
+    )
+    torch.manual_seed(0)
+    ref_model = GPT2LMHeadModel(config).eval()
+    model = copy.deepcopy(ref_model)
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.add_(0.01 * torch.randn_like(weight))
+    stride = recipe.max_len // 2
+    ids = torch.randint(0, recipe.vocab_size, (stride * (windows + 1),), generator=torch.Generator().manual_seed(0))
+
+    def run(which: Any, tap: Any = None) -> float:
+        watching = tap.watching(which, int(ids.numel())) if tap is not None else contextlib.nullcontext()
+        with watching:
+            return timed(
+                quality.perplexity,
+                which,
+                ids,
+                context=recipe.max_len,
+                stride=stride,
+                batch_size=DEFAULT_BATCH_SIZE,
+                device=CPU,
+                tap=tap,
+            )[0]
+
+    times: dict[str, list[float]] = {k: [] for k in ("fp32", "fp32+reference", "other", "other+exact", "other+top-k")}
+    for _ in range(repeats):
+        times["fp32"].append(run(ref_model))
+        keep, keep_k = behaviour.LMTrace(keep_reference=True), behaviour.LMTrace(keep_reference=True, exact=False)
+        times["fp32+reference"].append(run(ref_model, keep))
+        run(ref_model, keep_k)
+        times["other"].append(run(model))
+        times["other+exact"].append(run(model, behaviour.LMTrace(against=keep.reference())))
+        times["other+top-k"].append(run(model, behaviour.LMTrace(against=keep_k.reference())))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"embedded GPT-2 architecture, random weights, {windows + 1} windows of {recipe.max_len}, stride {stride}")
+    for name, value in med.items():
+        print(f"  {name:<16} median {value:6.2f} s  (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+    for mode in ("exact", "top-k"):
+        print(f"  added by the {mode} KL and agreement: {100 * (med[f'other+{mode}'] / med['other'] - 1):+.1f} %")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="distilbert,gpt2")
     parser.add_argument("--precision", default="int8")
     parser.add_argument("--max-samples", type=int, default=None, help="SST-2 sentences / perplexity windows")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--random-gpt2", type=int, metavar="WINDOWS", help="only the embedded GPT-2's architecture, random weights"
+    )
     args = parser.parse_args()
     print(f"{torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, ", end="")
     print(f"load average {os.getloadavg()[0]:.1f} (shared machine: contended figures)")
     stats = importlib.import_module("scipy.stats")  # the harness imports it once per session anyway
     del stats
+    if args.random_gpt2:
+        random_lm_cost(args.random_gpt2, args.repeats)
+        return
     for name in args.models.split(","):
         loaded = load(name)
         cost = lm_cost if loaded.source.task == "causal-lm" else classifier_cost
