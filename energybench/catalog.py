@@ -52,6 +52,7 @@ class Metric:
     custom: bool = False  # declared by a user's benchmark at run time (see MetricTable)
     recorded_by: str = "energy"  # not selectable and in no ``records``: the benchmark that records it
     loss_unit: LossUnit = "%"  # what a loss against a baseline is counted in ("pp": points of a fraction)
+    behaviour: bool = False  # measured against fp32 on the same inputs, in the quality pass
 
     def __post_init__(self) -> None:
         if self.direction not in ("lower", "higher"):
@@ -201,13 +202,57 @@ METRIC_LIST = (
         recorded_by="impact",
         comparable=False,
     ),
+    Metric(
+        "flips",
+        "lower",
+        "pp",
+        "share of SST-2 sentences whose predicted label differs from fp32's, exact binomial CI",
+        task=SEQUENCE_CLASSIFICATION,
+        selectable=False,
+        deterministic=True,
+        recorded_by="accuracy",
+        behaviour=True,
+    ),
+    Metric(
+        "agreement",
+        "higher",
+        "%",
+        "top-1 next-token agreement with fp32 over the perplexity tokens, CI over windows",
+        task=CAUSAL_LM,
+        selectable=False,
+        deterministic=True,
+        recorded_by="perplexity",
+        behaviour=True,
+    ),
+    Metric(
+        "output-kl",
+        "lower",
+        "nats",
+        "mean KL(fp32 || this) per perplexity token over the full vocabulary, CI over windows",
+        task=CAUSAL_LM,
+        selectable=False,
+        deterministic=True,
+        recorded_by="perplexity",
+        behaviour=True,
+    ),
+    Metric(
+        "recovery",
+        "higher",
+        "%",
+        "quality / fp32 quality (perplexity: fp32's / this one's), paired bootstrap CI",
+        selectable=False,
+        deterministic=True,
+        recorded_by="accuracy, perplexity",
+        behaviour=True,
+    ),
 )
 METRICS = {m.name: m for m in METRIC_LIST}
 SELECTABLE_METRICS = tuple(m.name for m in METRIC_LIST if m.selectable)
 METERED_METRICS = tuple(m.name for m in METRIC_LIST if m.metered)
 TIMED_METRICS = tuple(m.name for m in METRIC_LIST if m.timed)
 ENERGY_METRICS = tuple(m.name for m in METRIC_LIST if m.energy_like)
-QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.deterministic}  # task -> its quality metric
+QUALITY_METRICS = {m.task: m.name for m in METRIC_LIST if m.task and m.deterministic and not m.behaviour}
+BEHAVIOUR_METRICS = tuple(m.name for m in METRIC_LIST if m.behaviour)  # against fp32, in the quality pass
 
 # Shapes (--batch-size x --seq-len) of the shaped metrics when the options leave them unset.
 DEFAULT_BATCH_SIZE = 32
@@ -356,6 +401,25 @@ TORCHAO_PRECISIONS = ("int8-wo", "int8-dyn", "int4-wo", "fp8-dyn", "int4-hqq")  
 GPTQ_PRECISIONS = ("int4-gptq",)  # the `gptq` extra (llm-compressor)
 BNB_PRECISIONS = ("nf4-bnb", "int8-bnb")  # the `bnb` extra (bitsandbytes), CUDA
 KV_PRECISIONS = ("kv4-quanto", "kv4-hqq")  # the `llm` extra (optimum-quanto, hqq): KV-cache quantization
+# The operators whose presence in a profiled call proves the precision ran quantized kernels
+# (fnmatch patterns over torch.profiler operator names and ONNX Runtime op types;
+# energybench.measure.kernels). A precision that declares some and ran none is a `fallback`.
+# torchao's int8-wo runs int8 weights cast to float + aten::mm in eager (a fallback by this rule);
+# its fused kernel exists only once torch.compile'd, or as aten::_weight_int8pack_mm.
+ORT_INTEGER_MATMULS = ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention", "QGemm")
+PROOF_OPERATORS = {
+    "int8": ("quantized::linear_dynamic", *ORT_INTEGER_MATMULS),
+    "int8-wo": ("aten::_weight_int8pack_mm",),
+    "int8-dyn": ("aten::_int_mm", "*int_mm*"),
+    "int4-wo": ("aten::_weight_int4pack_mm*",),
+    "fp8-dyn": ("aten::_scaled_mm", "*scaled_mm*"),
+    "int8-static": ("QLinearMatMul", "QLinearConv", *ORT_INTEGER_MATMULS),
+    "int4-hqq": ("aten::_weight_int4pack_mm*",),  # HQQ's qparams on torchao's int4 kernels
+    "int4-gptq": ("aten::_weight_int4pack_mm*",),  # GPTQ's weights packed for the same kernels
+    "nf4-bnb": ("bitsandbytes::*4bit*",),  # bitsandbytes' torch.library ops (gemv_4bit, dequantize_4bit)
+    "int8-bnb": ("bitsandbytes::int8*",),  # int8_linear_matmul, int8_vectorwise_quant
+    # kv4-*: fp32 weights; what is quantized is the KV cache of generation, whose record names the cache class
+}
 MIXED = "mixed"  # opt-in (not in "all"): it costs a layer study of the fp32 model first
 ALL_PRECISIONS = (*PRECISIONS, MIXED)
 BASELINE_PRECISION = "fp32"

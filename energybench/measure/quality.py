@@ -18,6 +18,7 @@ window's head is prefilled into it and the rest attends to the head's quantized 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class Accuracy:
     total: int
     padding: str
     correct_bits: str = ""  # per-example correctness, in data order: pack_bits (for paired tests)
+    predicted_bits: str = ""  # per-example predicted label (1 positive), in data order: pack_bits (for flips)
 
 
 def pack_bits(correct: list[bool]) -> str:
@@ -151,7 +153,8 @@ def accuracy(model, tokenizer, examples, *, batch_size, device, pad_to=None, pro
     )
     hits = [p == label for p, (_, label) in zip(predictions, examples, strict=True)]
     padding = f"fixed to {pad_to}" if pad_to else "length-sorted dynamic"
-    return Accuracy(sum(hits) / len(examples), sum(hits), len(examples), padding, pack_bits(hits))
+    predicted = pack_bits([p == 1 for p in predictions])
+    return Accuracy(sum(hits) / len(examples), sum(hits), len(examples), padding, pack_bits(hits), predicted)
 
 
 def strided_windows(total: int, context: int, stride: int) -> list[tuple[int, int, int]]:
@@ -196,12 +199,14 @@ def perplexity(
     max_windows: int | None = None,
     progress: Any = None,
     protocol: str = STRIDED,
+    tap: Any = None,
 ) -> Perplexity:
     """Token-weighted perplexity of a 1-D token sequence by ``protocol`` (strided: the HF perplexity
     guide; non-overlapping: GPTQ/AWQ, ``stride`` is then ``context``).
 
     Log-probabilities are taken in float32 whatever the model's dtype, so a low-precision
-    model is judged on its logits, not on rounding in the loss.
+    model is judged on its logits, not on rounding in the loss. ``tap`` (a
+    ``measure.behaviour.LMTrace``) sees each forward's log-probs: behaviour in the same pass.
     """
     stride = context if protocol == NON_OVERLAPPING else stride
     windows = protocol_windows(int(input_ids.numel()), context, stride, protocol)[:max_windows]
@@ -215,6 +220,8 @@ def perplexity(
             logits = window_logits(model, batch, cache_head(length, min(t for _, _, t in same)))
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
             token_nll = -logprobs.gather(-1, batch[:, 1:, None]).squeeze(-1)
+            if tap is not None:
+                tap.observe(same, logprobs, token_nll, batch)
             for row, (_, _, target_len) in enumerate(same):
                 first = max(length - target_len, 1)  # the first token of a window has no prediction
                 nll_sum += float(token_nll[row, first - 1 :].sum())
@@ -277,10 +284,13 @@ def eval_text(prepared: Prepared) -> tuple[str, Any]:
     return data.wikitext2("test.tokens" if prepared.loaded.source.kind == "embedded" else "test.raw")
 
 
-def quality(prepared: Prepared, metric: str, settings: QualitySettings, progress: Any = None) -> Quality:
+def quality(
+    prepared: Prepared, metric: str, settings: QualitySettings, progress: Any = None, tap: Any = None
+) -> Quality:
+    """``tap``: perplexity only, a ``measure.behaviour.LMTrace`` (accuracy keeps its predictions itself)."""
     if metric == "accuracy":
         return accuracy_quality(prepared, settings, progress)
-    return perplexity_quality(prepared, settings, progress)
+    return perplexity_quality(prepared, settings, progress, tap)
 
 
 def accuracy_quality(prepared: Prepared, settings: QualitySettings, progress: Any = None) -> Quality:
@@ -297,22 +307,24 @@ def accuracy_quality(prepared: Prepared, settings: QualitySettings, progress: An
     return Quality(result.accuracy, "fraction", method, file_dict(file), dataclasses.asdict(result))
 
 
-def perplexity_quality(prepared: Prepared, settings: QualitySettings, progress: Any = None) -> Quality:
+def perplexity_quality(prepared: Prepared, settings: QualitySettings, progress: Any = None, tap: Any = None) -> Quality:
     text, file = eval_text(prepared)
     input_ids = tokenize_long_text(prepared.loaded.tokenizer, text)
     protocol = getattr(settings, "ppl_protocol", STRIDED)
     context, stride = protocol_context(max_positions(prepared.model), settings, protocol)
-    result = perplexity(
-        prepared.model,
-        input_ids,
-        context=context,
-        stride=stride,
-        batch_size=settings.batch_size,
-        device=prepared.device,
-        max_windows=settings.max_samples,
-        progress=progress,
-        protocol=protocol,
-    )
+    with tap.watching(prepared.model, int(input_ids.numel())) if tap is not None else contextlib.nullcontext():
+        result = perplexity(
+            prepared.model,
+            input_ids,
+            context=context,
+            stride=stride,
+            batch_size=settings.batch_size,
+            device=prepared.device,
+            max_windows=settings.max_samples,
+            progress=progress,
+            protocol=protocol,
+            tap=tap,
+        )
     kind = (
         "strided sliding-window perplexity (HF guide)"
         if protocol == STRIDED
