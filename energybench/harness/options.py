@@ -36,7 +36,13 @@ from energybench.errors import UsageError
 from energybench.models.registry import REGISTRY
 
 METRICS = SELECTABLE_METRICS  # what --metric accepts
-BUDGET_KEYS = ("accuracy_budget_pp", "perplexity_budget_pct", "energy_budget_ratio")  # [tool.energybench]
+BUDGET_KEYS = (
+    "accuracy_budget_pp",
+    "perplexity_budget_pct",
+    "energy_budget_ratio",
+    "flips_budget_pp",
+    "output_kl_budget_nats",
+)  # [tool.energybench]
 __all__ = ["METERED_METRICS", "METRICS", "Settings", "SettingsError", "parse"]
 
 
@@ -61,6 +67,8 @@ SETTING_OF = {
     "accuracy_budget": "accuracy_budget_pp",
     "perplexity_budget": "perplexity_budget_pct",
     "energy_budget": "energy_budget_ratio",
+    "flips_budget": "flips_budget_pp",
+    "kl_budget": "output_kl_budget_nats",
     "no_save": "save",
 }
 
@@ -102,6 +110,8 @@ class Settings:
     region: str | None
     impact_samples: int | None  # None: energybench.layers.study.DEFAULT_IMPACT_SAMPLES
     energy_budget_ratio: dict[str, float]
+    flips_budget_pp: dict[str, float]  # behaviour budgets: absolute, fp32 against itself is 0
+    output_kl_budget_nats: dict[str, float]
     compare: str | None  # the reference as given: run id, path, latest or baseline name
     compare_path: Path | None  # what it resolved to when the session started
     fail_on: str | None
@@ -114,6 +124,8 @@ class Settings:
             "accuracy": self.accuracy_budget_pp,
             "perplexity": self.perplexity_budget_pct,
             "energy": self.energy_budget_ratio,
+            "flips": self.flips_budget_pp,
+            "output-kl": self.output_kl_budget_nats,
         }[metric]
         found = table.get(f"{model}/{precision}", table.get(precision))
         if found is None and precision == MIXED:  # the plan quantizes to int8: int8's budget unless set
@@ -339,6 +351,16 @@ def budget_settings(raw: dict[str, Any], tool: dict[str, Any]) -> dict[str, dict
             "--energy-budget",
             raw.get("energy_budget"),
             budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
+        ),
+        flips_budget_pp=budget_table(
+            "--flips-budget",
+            raw.get("flips_budget"),
+            budget_table("[tool.energybench] flips_budget_pp", tool.get("flips_budget_pp"), {}),
+        ),
+        output_kl_budget_nats=budget_table(
+            "--kl-budget",
+            raw.get("kl_budget"),
+            budget_table("[tool.energybench] output_kl_budget_nats", tool.get("output_kl_budget_nats"), {}),
         ),
     )
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from energybench.catalog import (
+    BASELINE_PRECISION,
     CAUSAL_LM,
     DEFAULT_BACKEND,
     DEFAULT_BATCH_SIZE,
@@ -113,6 +114,10 @@ class BenchSession:
         self._loaded: dict[str, LoadedModel] = {}
         self._prepared: tuple[tuple[str, str, str], Prepared] | None = None
         self._quality: dict[tuple[str, str, str, str], Quality] = {}
+        self._traces: dict[tuple[str, str, str, str], Any] = {}
+        self.kernel_paths: dict[
+            tuple[Any, ...], Any
+        ] = {}  # (model, precision, backend, batch, seq) -> KernelPath  # causal LMs: the quality pass's LMTrace
         self._backends: dict[str, Any] = {}  # name -> energybench.models.backends.Backend, made when first used
         self.meter_set: MeterSet | None = None  # opened when energy is measured
         self._idle: dict[str, Reading] = {}
@@ -308,10 +313,30 @@ class BenchSession:
         """Accuracy or perplexity for (model, precision, backend), computed once per session."""
         key = (model, precision, metric, backend)
         if key not in self._quality:
+            tap = self.behaviour_tap(model, precision, metric, backend)
             progress = Prefixed(self.progress, f"{model} {variant(precision, backend)}") if self.progress else None
             prepared = prepared or self.prepared(model, precision, backend=backend)
-            self._quality[key] = quality(prepared, metric, self.settings, progress)
+            self._quality[key] = quality(prepared, metric, self.settings, progress, tap=tap)
+            if tap is not None:
+                self._traces[key] = tap
         return self._quality[key]
+
+    def behaviour_tap(self, model: str, precision: str, metric: str, backend: str) -> Any:
+        """Perplexity: the trace that keeps behaviour against fp32 in the same pass. fp32 on the
+        default backend keeps the reference (and so runs first); every other case is traced against it."""
+        if metric != "perplexity":
+            return None  # accuracy keeps its per-sentence predictions itself
+        from energybench.measure.behaviour import LMTrace  # deferred: heavy
+
+        if (precision, backend) == (BASELINE_PRECISION, DEFAULT_BACKEND):
+            return LMTrace(keep_reference=True)
+        self.quality(model, BASELINE_PRECISION, metric)
+        reference = self._traces.get((model, BASELINE_PRECISION, metric, DEFAULT_BACKEND))
+        return LMTrace(against=reference.reference()) if reference is not None else None
+
+    def trace(self, model: str, precision: str, metric: str, backend: str = DEFAULT_BACKEND) -> Any:
+        """The LMTrace of a causal LM's quality pass (None before it ran, or for a classifier)."""
+        return self._traces.get((model, precision, metric, backend))
 
     # -- records and the run --------------------------------------------------------------
     def add(self, record: Record) -> Record:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import METRICS, MetricTable
+from energybench.catalog import BASELINE_PRECISION, METRICS, Metric, MetricTable
 from energybench.harness.case import Case
 from energybench.harness.options import SettingsError
 from energybench.harness.recorders import energy, footprint, generation, layers, quality, speed
@@ -22,9 +22,8 @@ from energybench.harness.recorders.energy import EnergyOutcome
 from energybench.harness.session import BenchSession, CaseSpec
 from energybench.layers.rows import LayerTable
 from energybench.models.registry import ModelSource
+from energybench.results.limits import parse_amount
 from energybench.results.schema import Budget, Record, custom_metric
-
-LIMIT = re.compile(r"^(?P<amount>[0-9]*\.?[0-9]+)\s*(?P<unit>pp|%)$")
 
 
 # -- eb: the built-in benchmarks' case ---------------------------------------------------------
@@ -47,7 +46,8 @@ class Eb(Case):
         return footprint.size(self)
 
     def record_quality(self, fail_on_budget: bool = True) -> Record:
-        return quality.quality(self, fail_on_budget)
+        """The quality record; the behaviour records against fp32 (flips, agreement, KL, recovery) follow it."""
+        return quality.record(self, fail_on_budget)[0]
 
     def record_generation(self) -> list[Record]:
         return generation.record(self)
@@ -157,10 +157,10 @@ class BudgetCheck:
 
 
 def parse_limit(limit: Any) -> tuple[float, str]:
-    match = LIMIT.match(str(limit).strip()) if limit is not None else None
-    if match is None:
+    amount = parse_amount(str(limit)) if limit is not None else None
+    if amount is None:
         raise SettingsError(f"limit={limit!r}: give the tolerated loss as '1pp' (points) or '5%' (relative)")
-    return float(match["amount"]), match["unit"]
+    return amount
 
 
 class QualityBudget:
@@ -169,7 +169,23 @@ class QualityBudget:
     def __init__(self, case: Case, eb_model: EbModel):
         self.case, self.eb_model = case, eb_model
 
-    of = staticmethod(BudgetCheck.of)
+    def of(self, record: Record) -> BudgetCheck:
+        """The verdict a recorded quality number carries, with the behaviour budgets (--flips-budget,
+        --kl-budget) of the same test's behaviour records: one failed budget fails the check."""
+        checks = [BudgetCheck.of(record)]
+        checks += [
+            BudgetCheck.of(r)
+            for r in self.case.session.records
+            if r.test_id == record.test_id
+            and r.budget is not None
+            and getattr(METRICS.get(r.metric), "behaviour", False)
+        ]
+        failed = [c for c in checks if not c.passed]
+        return (
+            failed[0]
+            if len(failed) == 1
+            else BudgetCheck(not failed, "; ".join(c.message for c in failed) or checks[0].message, record.budget)
+        )
 
     def check(
         self, name: str, value: float | Callable[[EbModel], float], *, higher_is_better: bool, limit: str
@@ -179,12 +195,13 @@ class QualityBudget:
         amount, unit = self.usable_limit(limit)
         case = self.case
         measured = value(self.eb_model) if callable(value) else float(value)
-        if case.spec.precision == "fp32":
+        if case.spec.precision == BASELINE_PRECISION:
             case.session.fp32_values[(case.test_id, name)] = measured
             return BudgetCheck(True, f"{name} fp32 {measured:.4f} is the baseline", None)
         baseline = self.fp32_value(name, value)
-        lost = quality.loss(measured, baseline, higher_is_better, unit)
-        budget = Budget("fp32", baseline, lost, amount, unit, passed=lost <= amount + 1e-9)
+        judged = Metric(name, "higher" if higher_is_better else "lower", "", "", selectable=False, custom=True)
+        lost = judged.loss(measured, baseline, unit)
+        budget = Budget(BASELINE_PRECISION, baseline, lost, amount, unit, passed=lost <= amount + 1e-9)
         self.attach(name, budget)
         return BudgetCheck(budget.passed, budget.message(name, case.spec.precision, measured), budget)
 

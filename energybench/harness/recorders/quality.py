@@ -9,31 +9,18 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import METRICS
+from energybench.catalog import BASELINE_PRECISION, METRICS
 from energybench.harness.case import Case
+from energybench.harness.recorders import behaviour
 from energybench.harness.recorders.speed import timing_details
 from energybench.layers.rows import Plan
 from energybench.results.schema import Budget, Record
 
 
 def record(case: Case, fail_on_budget: bool = True) -> list[Record]:
-    return [quality(case, fail_on_budget)]
-
-
-def loss(value: float, baseline: float, higher_is_better: bool, unit: str) -> float:
-    """How much worse than the baseline, positive = worse: in points (x100, ``pp``) or percent (``%``).
-
-    The one place the harness computes a loss: the built-in budgets (accuracy in points, perplexity
-    in percent: ``loss_unit``) and a user's ``quality_budget.check`` both call it."""
-    if unit == "pp":
-        return (baseline - value) * 100.0 if higher_is_better else (value - baseline) * 100.0
-    change = (value / baseline - 1.0) * 100.0
-    return -change if higher_is_better else change
-
-
-def loss_unit(metric: str) -> str:
-    """The built-in quality metrics' loss units: accuracy in points, perplexity in percent."""
-    return "pp" if metric == "accuracy" else "%"
+    """The quality record, then the behaviour against fp32 from the same pass (recorders.behaviour)."""
+    measured = quality(case, fail_on_budget)
+    return [measured, *behaviour.record(case, fail_on_budget)]
 
 
 def quality(case: Case, fail_on_budget: bool = True) -> Record:
@@ -44,7 +31,12 @@ def quality(case: Case, fail_on_budget: bool = True) -> Record:
     result = case.session.quality(spec.model, spec.precision, spec.metric, case.prepared, backend=spec.backend)
     budget = budget_of(case, result.value)
     status = "budget-breach" if budget and not budget.passed else "ok"
-    details = {**result.details, **predicted_vs_measured(case, budget), **timing_details(case.prepared)}
+    details = {
+        **result.details,
+        **predicted_vs_measured(case, budget),
+        **timing_details(case.prepared),
+        **behaviour.position_details(case),
+    }
     record = case.record(
         result.value, result.unit, result.method, data=result.data, details=details, budget=budget, status=status
     )
@@ -56,12 +48,12 @@ def quality(case: Case, fail_on_budget: bool = True) -> Record:
 def budget_of(case: Case, value: float) -> Budget | None:
     spec = case.spec
     limit = case.settings.budget_for(spec.metric, spec.model, spec.precision)
-    if spec.precision == "fp32" or limit is None:  # fp32 on any backend: no budget, the loss is shown
+    if spec.precision == BASELINE_PRECISION or limit is None:  # fp32 on any backend: no budget, the loss is shown
         return None
-    reference = case.session.quality(spec.model, "fp32", spec.metric)
-    baseline, unit = reference.value, loss_unit(spec.metric)
-    lost = loss(value, baseline, METRICS[spec.metric].higher_is_better, unit)
-    budget = Budget("fp32", baseline, lost, limit, unit, passed=lost <= limit + 1e-9)
+    reference = case.session.quality(spec.model, BASELINE_PRECISION, spec.metric)
+    metric = METRICS[spec.metric]
+    lost = metric.loss(value, reference.value)
+    budget = Budget(BASELINE_PRECISION, reference.value, lost, limit, metric.loss_unit, passed=lost <= limit + 1e-9)
     return with_paired_loss(case, budget, reference.details, value)
 
 

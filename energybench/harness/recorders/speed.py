@@ -21,7 +21,7 @@ def latency(case: Case, benchmark: Any) -> Record:
     batch_size = case.batch_size
     timing, events = time_forward(case, benchmark, batch_size)
     method = timing_method(case, batch_size)
-    details = timing_details(case.prepared, events)
+    details = {**timing_details(case.prepared, events), **kernel_details(case, batch_size)}
     return case.record(timing.median_s, "s", method, timing=timing, shape=case.shape(batch_size), details=details)
 
 
@@ -31,8 +31,31 @@ def throughput(case: Case, benchmark: Any) -> Record:
     shape = case.shape(batch_size)
     items, unit = case.items(shape), "tokens/s" if case.is_causal_lm else "samples/s"
     method = f"{items} {unit[:-2]} / median batch time; " + timing_method(case, batch_size)
-    details = timing_details(case.prepared, events)
+    details = {**timing_details(case.prepared, events), **kernel_details(case, batch_size)}
     return case.record(items / timing.median_s, unit, method, timing=timing, shape=shape, details=details)
+
+
+KEPT_OPERATORS = 12  # the record keeps the operators of most self time (and how many there were)
+
+
+def kernel_details(case: Case, batch_size: int) -> dict[str, Any]:
+    """The kernel path of this case (``measure.kernels``): the operators one profiled call ran, taken
+    once per model x precision x backend x shape, after the timed rounds (never inside them). A
+    precision that ran none of its proof operators is a ``fallback``, with the reason."""
+    from energybench.measure.kernels import FALLBACK, kernel_path  # deferred: heavy
+
+    spec = case.spec
+    key = (spec.model, spec.precision, spec.backend, batch_size, case.seq_len)
+    found = case.session.kernel_paths.get(key)
+    if found is None:
+        found = kernel_path(case.prepared.model, case.input_batch(batch_size), spec.precision)
+        case.session.kernel_paths[key] = found
+    path = found.to_dict()
+    path["operators_total"], path["operators"] = len(path["operators"]), path["operators"][:KEPT_OPERATORS]
+    details: dict[str, Any] = {"kernel_path": path}
+    if found.status == FALLBACK:
+        details["fallback"] = found.reason
+    return details
 
 
 def rounds_per_block(case: Case) -> int:
