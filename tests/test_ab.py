@@ -95,6 +95,7 @@ def test_one_pair_is_inconclusive_and_says_how_many_would_decide():
     assert found.verdict == "inconclusive" and "at least 2 pairs needed" in found.basis
 
 
+@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_ab_runs_both_sides_in_abba_order_and_gates_a_regression(tmp_path, capsys):
     code, reports = ab(tmp_path, fake_side(tmp_path, "A"), fake_side(tmp_path, "B", scale=1.3), pairs=4)
     out = capsys.readouterr().out
@@ -107,6 +108,7 @@ def test_ab_runs_both_sides_in_abba_order_and_gates_a_regression(tmp_path, capsy
     assert "ABBA order" in (reports / "ab.md").read_text()
 
 
+@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_ab_of_the_same_code_passes(tmp_path, capsys):
     code, _ = ab(tmp_path, fake_side(tmp_path, "A"), fake_side(tmp_path, "B"))
     assert code == 0 and "WORSE" not in capsys.readouterr().out

@@ -137,6 +137,7 @@ def test_an_export_that_fails_skips_that_model_with_the_exporters_line(loaded, m
         runner.prepare(copy.deepcopy(loaded.model), "int8", CPU, loaded)
 
 
+@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_isolated_peak_memory_splits_weights_and_activations(loaded, word_tokenizer):
     from energybench.measure import isolated
 

@@ -61,6 +61,7 @@ def test_hub_requested_without_hub_is_one_clear_error(offline):
     assert "use --model-source auto or embedded" in message
 
 
+@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_hub_source_from_the_local_cache_loads_offline(offline, gpt2_checkpoint):
     populate_hub_cache(offline, "openai-community/gpt2", gpt2_checkpoint)
     # huggingface_hub reads HF_HUB_CACHE at import: check in a fresh interpreter, as a user's session would

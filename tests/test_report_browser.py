@@ -61,6 +61,7 @@ def report(tmp_path_factory):
     return run, folder
 
 
+@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_the_page_loads_renders_every_image_without_console_errors(report, tmp_path):
     run, folder = report
     page = (folder / "index.html").read_text(encoding="utf-8")

@@ -28,7 +28,7 @@ class Capture:
     """A pytest plugin object that keeps the session's harness state for reuse after the run."""
 
     def pytest_sessionfinish(self, session):
-        from energybench.harness.plugin import bench_session
+        from energybench.harness.fixtures import bench_session
 
         self.bench = bench_session(session.config)
 

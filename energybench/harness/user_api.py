@@ -20,7 +20,9 @@ from energybench.harness.options import SettingsError
 from energybench.harness.recorders import energy, footprint, generation, layers, quality, speed
 from energybench.harness.recorders.energy import EnergyOutcome
 from energybench.harness.session import BenchSession, CaseSpec
+from energybench.layers import units
 from energybench.layers.rows import LayerTable
+from energybench.measure import workloads
 from energybench.models.registry import ModelSource
 from energybench.results.limits import parse_amount
 from energybench.results.schema import Budget, Record, custom_metric
@@ -131,8 +133,6 @@ class EbModel:
 
     def forward(self, batch: dict[str, Any]) -> Forward:
         """A no-argument forward pass over ``batch`` that starts and ends with the device idle."""
-        from energybench.measure import workloads  # deferred: heavy
-
         run = workloads.forward_call(self.model, batch, self.device)
         own = any(batch is given for given in self.batches)
         return Forward(run, self.model, self.shape(batch), own)
@@ -336,8 +336,6 @@ class LayerProfile:
         self, run: Callable[[], None] | None = None, *, items: int | None = None, passes: int = 5
     ) -> LayerTable:
         """The typed per-unit and per-type table (energybench.layers.rows.LayerTable) of ``run``."""
-        from energybench.layers import units  # deferred: heavy
-
         model = self.eb_model.model
         if run is None:
             batch = self.eb_model.batch()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from energybench.harness.case import Case
-from energybench.measure import workloads
+from energybench.measure import isolated, workloads
 from energybench.measure.workloads import serialized_size
 from energybench.models.precision import PrecisionUnsupported, Prepared
 from energybench.results.schema import Record
@@ -56,8 +56,6 @@ def peak_memory(case: Case) -> Record:
 def isolated_memory(prepared: Prepared, batch: dict[str, Any], case: Case) -> dict[str, Any]:
     """Peak RSS of a fresh process that loads only the converted model and runs one
     forward pass, weights and activations apart (CPU); the reason where it cannot be measured."""
-    from energybench.measure import isolated  # deferred: heavy
-
     return isolated.measure(prepared.model, batch, case.device)
 
 

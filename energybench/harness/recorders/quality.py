@@ -14,6 +14,8 @@ from energybench.harness.case import Case
 from energybench.harness.recorders import behaviour
 from energybench.harness.recorders.speed import timing_details
 from energybench.layers.rows import Plan
+from energybench.measure.quality import unpack_bits
+from energybench.results.paired import paired_loss
 from energybench.results.schema import Budget, Record
 
 
@@ -59,9 +61,6 @@ def budget_of(case: Case, value: float) -> Budget | None:
 
 def with_paired_loss(case: Case, budget: Budget, reference: dict[str, Any], value: float) -> Budget:
     """Accuracy: the paired difference on the same sentences (McNemar p, bootstrap CI of the loss)."""
-    from energybench.measure.quality import unpack_bits  # deferred: heavy
-    from energybench.results.paired import paired_loss  # deferred: heavy
-
     spec = case.spec
     mine = case.session.quality(spec.model, spec.precision, spec.metric, case.prepared, backend=spec.backend).details
     if not (mine.get("correct_bits") and reference.get("correct_bits")) or mine["total"] != reference["total"]:
