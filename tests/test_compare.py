@@ -201,7 +201,7 @@ def test_every_format_holds_the_rows(fmt):
         ("latency:+ten%", "not metric:<sign><number><unit>"),
         ("latency:-10%", "latency gets worse in the + direction; write latency:+10%"),
         ("accuracy:+1pp", "accuracy gets worse in the - direction"),
-        ("latency:+1pp", "'pp' (points) applies to accuracy only"),
+        ("latency:+1pp", "'pp' (points) applies to accuracy, flips, agreement, recovery only"),
     ],
 )
 def test_a_malformed_fail_on_is_one_clear_error(spec, message):
