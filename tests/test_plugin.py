@@ -153,6 +153,31 @@ def test_a_local_gpt2_checkpoint_gets_perplexity_and_int8_conv1d(suite, word_tok
     assert ppl["fp32"]["details"]["windows"] == 20 and ppl["fp32"]["details"]["stride"] == 32
     assert ppl["int8"]["details"]["conv1d_converted_to_linear"] == 2 * 4  # c_attn, c_proj, c_fc, mlp c_proj
     assert ppl["int8"]["details"]["quantized_linear_modules"] == 2 * 4 + 1  # + LM head
+    # named after its folder (not "custom"), identified by its weights' digest
+    assert {r["model"] for r in records} == {checkpoint.name.lower()}
+    assert ppl["fp32"]["source"]["revision"].startswith("sha256:")
+
+
+def test_two_checkpoints_saved_to_one_folder_never_compare(suite, word_tokenizer, capsys):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from energybench import cli
+
+    checkpoint = suite.path.parent / "tiny-lm"
+    word_tokenizer.save_pretrained(checkpoint)
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=len(word_tokenizer))
+    args = ["benchmarks", "--model-path", str(checkpoint), "--precision", "fp32", "--metric", "size", *FAST]
+    for seed in (0, 1):  # the same folder, retrained: other weights
+        torch.manual_seed(seed)
+        GPT2LMHeadModel(config).save_pretrained(checkpoint)
+        suite.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    first, second = saved_runs(suite)
+    assert first["records"][0]["source"]["revision"] != second["records"][0]["source"]["revision"]
+    reports = str(suite.path / "reports")
+    assert cli.main(["compare", first["run_id"], second["run_id"], "--reports-dir", reports]) == 0
+    out = capsys.readouterr().out
+    assert "different model source (checkpoint or weights digest)" in out and "sha256:" in out
 
 
 def test_shape_only_skips_accuracy_with_the_reason_in_the_record(suite):

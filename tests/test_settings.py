@@ -80,9 +80,28 @@ def test_energy_options(tmp_path):
     assert s.budget_for("energy", "distilbert", "int8") == 0.8 and s.idle_s == 3.0 and s.energy_min_calls == 10
 
 
-def test_model_path_makes_a_custom_model(tmp_path):
-    s = settings(tmp_path, model_path=str(tmp_path))
-    assert s.models == ("custom",) and s.model_source == "path"
+def test_a_model_path_checkpoint_is_named_after_its_folder(tmp_path):
+    folder = tmp_path / "My Tiny-Llama v2"
+    folder.mkdir()
+    s = settings(tmp_path, model_path=str(folder))
+    assert s.models == ("my-tiny-llama-v2",) and s.model_source == "path"
+    named = settings(tmp_path, model_path=str(folder), model="distilbert")  # "my checkpoint of distilbert"
+    assert named.models == ("distilbert",)
+    assert (
+        settings(tmp_path, model_path=str(folder), accuracy_budget="my-tiny-llama-v2/int8=2").budget_for(
+            "accuracy", "my-tiny-llama-v2", "int8"
+        )
+        == 2.0
+    )
+
+
+def test_a_model_path_folder_named_like_a_registered_model_is_one_line(tmp_path):
+    from energybench.harness.options import SettingsError
+
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    with pytest.raises(SettingsError, match=r"the folder name 'gpt2' is a registered model.*rename the folder, or "):
+        settings(tmp_path, model_path=str(folder))
 
 
 def test_mixed_is_opt_in_and_impact_samples_is_checked(tmp_path):

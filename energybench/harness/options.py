@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -36,13 +37,7 @@ from energybench.errors import UsageError
 from energybench.models.registry import REGISTRY
 
 METRICS = SELECTABLE_METRICS  # what --metric accepts
-BUDGET_KEYS = (
-    "accuracy_budget_pp",
-    "perplexity_budget_pct",
-    "energy_budget_ratio",
-    "flips_budget_pp",
-    "output_kl_budget_nats",
-)  # [tool.energybench]
+# [tool.energybench]
 __all__ = ["METERED_METRICS", "METRICS", "Settings", "SettingsError", "parse"]
 
 
@@ -270,7 +265,9 @@ def codecarbon_countries() -> frozenset[str]:
     return frozenset()
 
 
-def budget_table(option: str, raw: str | dict | None, default: dict[str, float]) -> dict[str, float]:
+def budget_table(
+    option: str, raw: str | dict | None, default: dict[str, float], models: tuple[str, ...] = ()
+) -> dict[str, float]:
     """``int8=1.0,gpt2/fp16=0.5`` (or a TOML table) -> {key: limit}, merged over ``default``."""
     table = dict(default)
     if raw is None or raw == "":
@@ -289,9 +286,10 @@ def budget_table(option: str, raw: str | dict | None, default: dict[str, float])
                 f"{option}: bad entry {key}={value}; expected <precision>=<limit> or <model>/<precision>=<limit> "
                 f"with precision in {', '.join(ALL_PRECISIONS)} and a finite limit >= 0"
             )
-        if model and model not in (*REGISTRY, CUSTOM_MODEL):
-            models = ", ".join((*REGISTRY, CUSTOM_MODEL))
-            raise SettingsError(f"{option}: bad entry {key}={value}: unknown model {model!r}; accepted: {models}")
+        known = dict.fromkeys((*REGISTRY, *models, CUSTOM_MODEL))
+        if model and model not in known:
+            accepted = ", ".join(known)
+            raise SettingsError(f"{option}: bad entry {key}={value}: unknown model {model!r}; accepted: {accepted}")
         table[str(key).strip()] = limit
     if isinstance(raw, str) and any("=" not in p for p in raw.split(",") if p.strip()):
         raise SettingsError(f"{option}: {raw!r} is not a list of <precision>=<limit>, e.g. int8=1.0,fp16=0.3")
@@ -328,50 +326,53 @@ def pyproject_table(rootdir: Path) -> dict[str, Any]:
     return table
 
 
-def budget_settings(raw: dict[str, Any], tool: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The quality and energy budgets: the command line over ``[tool.energybench]`` over the built-ins."""
-    return dict(
-        accuracy_budget_pp=budget_table(
-            "--accuracy-budget",
-            raw.get("accuracy_budget"),
-            budget_table(
-                "[tool.energybench] accuracy_budget_pp", tool.get("accuracy_budget_pp"), DEFAULT_ACCURACY_BUDGET_PP
-            ),
-        ),
-        perplexity_budget_pct=budget_table(
-            "--perplexity-budget",
-            raw.get("perplexity_budget"),
-            budget_table(
-                "[tool.energybench] perplexity_budget_pct",
-                tool.get("perplexity_budget_pct"),
-                DEFAULT_PERPLEXITY_BUDGET_PCT,
-            ),
-        ),
-        energy_budget_ratio=budget_table(
-            "--energy-budget",
-            raw.get("energy_budget"),
-            budget_table("[tool.energybench] energy_budget_ratio", tool.get("energy_budget_ratio"), {}),
-        ),
-        flips_budget_pp=budget_table(
-            "--flips-budget",
-            raw.get("flips_budget"),
-            budget_table("[tool.energybench] flips_budget_pp", tool.get("flips_budget_pp"), {}),
-        ),
-        output_kl_budget_nats=budget_table(
-            "--kl-budget",
-            raw.get("kl_budget"),
-            budget_table("[tool.energybench] output_kl_budget_nats", tool.get("output_kl_budget_nats"), {}),
-        ),
-    )
+BUDGETS = (  # Settings field, option, [tool.energybench] key (the same), built-in default
+    ("accuracy_budget_pp", "--accuracy-budget", DEFAULT_ACCURACY_BUDGET_PP),
+    ("perplexity_budget_pct", "--perplexity-budget", DEFAULT_PERPLEXITY_BUDGET_PCT),
+    ("energy_budget_ratio", "--energy-budget", {}),
+    ("flips_budget_pp", "--flips-budget", {}),
+    ("output_kl_budget_nats", "--kl-budget", {}),
+)
+BUDGET_KEYS = tuple(field for field, _, _ in BUDGETS)  # what [tool.energybench] accepts
+
+
+def budget_settings(raw: dict[str, Any], tool: dict[str, Any], models: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The quality, behaviour and energy budgets: the command line over ``[tool.energybench]`` over the built-ins."""
+    tables = {}
+    for field, option, builtin in BUDGETS:
+        ini = budget_table(f"[tool.energybench] {field}", tool.get(field), builtin, models)
+        tables[field] = budget_table(option, raw.get(option[2:].replace("-", "_")), ini, models)
+    return tables
+
+
+def checkpoint_name(model_path: Path) -> str:
+    """A --model-path checkpoint's model name: its folder's name (as the marker names one), lower-case,
+    with what is not a letter, digit, '.', '_' or '-' made '-'; ``custom`` when nothing is left."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", model_path.resolve().name.lower()).strip("-.")
+    return name or CUSTOM_MODEL
+
+
+def model_names(raw: dict[str, Any], model_path: Path | None) -> tuple[str, ...]:
+    """--model, or for a --model-path checkpoint its folder's name; a folder named like a registered
+    model is refused (its records would pass for that model's) unless --model says so."""
+    if model_path and not raw.get("model"):
+        name = checkpoint_name(model_path)
+        if name in REGISTRY:
+            raise SettingsError(
+                f"--model-path {model_path}: the folder name {name!r} is a registered model, so its records would "
+                f"pass for the registered {name}; rename the folder, or pass --model {name} to say it is your "
+                f"checkpoint of {name}"
+            )
+        return (name,)
+    accepted = (*REGISTRY, CUSTOM_MODEL) if model_path else tuple(REGISTRY)
+    return choice_list("--model", raw.get("model") or default("model"), accepted, all_means=tuple(REGISTRY))
 
 
 def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
     """Build Settings from already-merged raw option values (cli over ini)."""
     tool = pyproject_table(rootdir)
     model_path = Path(raw["model_path"]).expanduser() if raw.get("model_path") else None
-    models_raw = raw.get("model") or (CUSTOM_MODEL if model_path else default("model"))
-    accepted_models = (*REGISTRY, CUSTOM_MODEL) if model_path else tuple(REGISTRY)
-    models = choice_list("--model", models_raw, accepted_models, all_means=tuple(REGISTRY))
+    models = model_names(raw, model_path)
     if model_path and len(models) != 1:
         raise SettingsError(f"--model-path applies to one model; got --model {','.join(models)}; name one model")
     source = "path" if model_path else option_value(raw, "model_source")
@@ -412,7 +413,7 @@ def parse(raw: dict[str, Any], rootdir: Path) -> Settings:
         country=country_code(raw.get("country")),
         region=option_value(raw, "region"),
         impact_samples=option_value(raw, "impact_samples"),
-        **budget_settings(raw, tool),
+        **budget_settings(raw, tool, models),
         save=not option_value(raw, "no_save"),
         report=option_value(raw, "report"),
         **gate_settings(raw, reports),

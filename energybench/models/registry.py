@@ -11,6 +11,7 @@ happens at session start; loading happens when a benchmark first needs the model
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -172,7 +173,27 @@ def resolve_path(name: str, path: Path, task: str | None) -> ModelSource:
             f"--model-path {path}: no usable tokenizer ({why}); save the checkpoint's tokenizer there with "
             "tokenizer.save_pretrained(path)"
         ) from error
-    return ModelSource("path", name, task, str(path.resolve()), None, "local checkpoint")
+    return ModelSource("path", name, task, str(path.resolve()), weights_digest(path), "local checkpoint")
+
+
+DIGEST_MAX_BYTES = 2 << 30  # hashing more would cost seconds per session: larger checkpoints digest by size
+
+
+def weights_digest(path: Path) -> str:
+    """The checkpoint's identity as its revision: ``sha256:<12 hex>`` of its weight files (name and
+    bytes) up to 2 GiB, else ``size:<bytes>`` of them, so two checkpoints saved to one folder never
+    pass for one model in compare, the drift band or A/B."""
+    files = sorted({f for pattern in WEIGHT_FILES for f in path.glob(pattern) if f.is_file()})
+    total = sum(f.stat().st_size for f in files)
+    if total > DIGEST_MAX_BYTES:
+        return f"size:{total}"
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 - read in this iteration
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()[:12]}"
 
 
 def task_of_checkpoint(path: Path) -> str | None:

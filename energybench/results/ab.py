@@ -47,6 +47,11 @@ def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
         keys = [selection(run) for run in runs]
         if any(k != keys[0] for k in keys):
             return "one side's runs differ from each other in what they measured (a flaky selection)"
+    sources_a, sources_b = checkpoints(runs_a[0]), checkpoints(runs_b[0])
+    if sources_a != sources_b:
+        differ = sorted(m for m in set(sources_a) | set(sources_b) if sources_a.get(m) != sources_b.get(m))
+        shown = ", ".join(f"{m}: {sources_a.get(m)} vs {sources_b.get(m)}" for m in differ[:2])
+        return f"the two sides measured different checkpoints ({shown}); give both sides the same model source"
     sel_a, sel_b = selection(runs_a[0]), selection(runs_b[0])
     if sel_a == sel_b:
         return None
@@ -56,6 +61,11 @@ def selection_difference(runs_a: list[Run], runs_b: list[Run]) -> str | None:
         f"candidate only: {describe(only_b)}" if only_b else "",
     ]
     return "different test selections (" + "; ".join(s for s in shown if s) + ")"
+
+
+def checkpoints(run: Run) -> dict[str, tuple]:
+    """Each model's checkpoint identity (source kind, checkpoint, revision or weights digest)."""
+    return {r.model: r.checkpoint for r in run.records}
 
 
 def selection(run: Run) -> set[tuple[str, str, str, tuple]]:

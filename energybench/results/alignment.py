@@ -53,7 +53,7 @@ def run_incomparability(run_a: Run, run_b: Run) -> str | None:
 
 
 COMPARABLE_FIELDS = (
-    ("model source", lambda r: (r.source.get("kind"), r.source.get("checkpoint"), r.source.get("revision"))),
+    ("model source (checkpoint or weights digest)", lambda r: r.checkpoint),
     ("backend", lambda r: r.backend),
     ("precision implementation", lambda r: r.details.get("implementation")),
     ("shape", lambda r: tuple(sorted(r.shape.items()))),

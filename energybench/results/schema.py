@@ -163,6 +163,15 @@ class Record:
         compare and A/B align records by it (and by shape, where a run swept the metric)."""
         return (self.model, self.variant, self.metric)
 
+    @property
+    def checkpoint(self) -> tuple[Any, ...]:
+        """Which weights were measured: a local checkpoint by its weights digest (the same bytes in
+        another folder are the same model), any other source by kind, checkpoint and revision."""
+        kind, revision = self.source.get("kind"), self.source.get("revision")
+        if kind == "path" and str(revision or "").startswith("sha256:"):
+            return (kind, revision)
+        return (kind, self.source.get("checkpoint"), revision)
+
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
