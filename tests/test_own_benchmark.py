@@ -238,3 +238,45 @@ def test_one(eb_case):
             "test_m.py::test_mine[gpt2-fp32]",
         ]
     )
+
+
+BAD_VALUES = """
+import math
+
+import pytest
+
+
+@pytest.mark.energybench(models=["distilbert"], precisions=["fp32"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, "0.9", [0.9]])
+def test_value(eb_record, value):
+    eb_record("f1", value, unit="fraction", higher_is_better=True)
+
+
+@pytest.mark.energybench(models=["distilbert"], precisions=["fp32"])
+def test_first_declaration(eb_record):
+    eb_record("speed", 3.0, unit="items/s", higher_is_better=True)
+
+
+@pytest.mark.energybench(models=["distilbert"], precisions=["fp32"])
+def test_second_declaration(eb_record):
+    eb_record("speed", 0.3, unit="s", higher_is_better=False)
+"""
+
+
+def test_bad_values_and_a_metric_declared_twice_are_one_line_each(project):
+    project.makepyfile(test_values=BAD_VALUES)
+    result = project.runpytest_subprocess("test_values.py", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=5)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*eb_record('f1', nan): the value is not finite; record a finite number, or None with reason=*",
+            "*eb_record('f1', inf): the value is not finite*",
+            "*eb_record('f1', '0.9'): the value is a str, not a number; record a float, or None with reason=*",
+            "*eb_record('f1', ?0.9?): the value is a list, not a number*",
+            "*metric 'speed' is already declared as higher is better in 'items/s'; got lower in 's': "
+            "keep one declaration per name*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    [run] = [json.loads(p.read_text()) for p in (project.path / "reports" / "runs").glob("*/run.json")]
+    assert run["custom_metrics"]["speed"]["unit"] == "items/s"  # the first declaration is kept, nothing lost

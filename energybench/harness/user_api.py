@@ -8,6 +8,7 @@ device, method, data) as the built-in ones and land in the same run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -262,11 +263,11 @@ class MetricRecorder:
     ) -> Record:
         self.declare(name, unit, higher_is_better, description)
         case = self.case
-        if value is not None and case.spec.precision == "fp32":
-            case.session.fp32_values[(case.test_id, name)] = float(value)
-        status = "ok" if value is not None else "skipped"
+        number = recorded_number(name, value, reason)
+        if number is not None and case.spec.precision == BASELINE_PRECISION:
+            case.session.fp32_values[(case.test_id, name)] = number
+        status = "ok" if number is not None else "skipped"
         method = method or f"recorded by {case.test_id.partition('[')[0]}"
-        number = None if value is None else float(value)
         fields = {"data": data, "status": status, "reason": reason, "details": details or {}}
         return case.record(number, str(unit), method, metric=name, **fields)
 
@@ -281,6 +282,28 @@ class MetricRecorder:
         if problem is not None:
             pytest.fail(f"eb_record({name!r}, ...): {problem}", pytrace=False)
         self.case.session.custom_metrics[name] = facts
+
+
+def recorded_number(name: str, value: Any, reason: str | None) -> float | None:
+    """The value as a finite float, or None with a reason; anything else fails the test with one line."""
+    if value is None:
+        if not reason:
+            pytest.fail(f"eb_record({name!r}, None): a missing value needs reason='why it was not measured'", False)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        pytest.fail(
+            f"eb_record({name!r}, {value!r}): the value is a {type(value).__name__}, not a number; record a float, "
+            "or None with reason='...'",
+            pytrace=False,
+        )
+    number = float(value)
+    if not math.isfinite(number):
+        pytest.fail(
+            f"eb_record({name!r}, {number}): the value is not finite; record a finite number, or None with "
+            "reason='why it was not measured' (a nan or inf would be compared as a measurement)",
+            pytrace=False,
+        )
+    return number
 
 
 def declaration_problem(name: str, unit: str | None, higher_is_better: bool | None) -> str | None:
