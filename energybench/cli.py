@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from energybench.catalog import options_reference
+from energybench.catalog import METRICS, options_reference
 from energybench.errors import EnergybenchError, UsageError
 from energybench.models.registry import REGISTRY
 
@@ -145,6 +145,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     runs, skipped = load_runs(args.reports_dir)
     for line in skipped:
         print(line, file=sys.stderr)
+    known_metric(args.metric, runs)
     points = metric_history(runs, args.metric, args.model, args.precision)
     if not points:
         scope = "/".join(x for x in (args.model, args.precision) if x) or "any model"
@@ -161,6 +162,20 @@ def cmd_history(args: argparse.Namespace) -> int:
     else:
         print(render_history(points))
     return 0
+
+
+def known_metric(name: str, runs: list) -> None:
+    """A built-in metric or one a saved run declared (``custom_metrics``); else one line naming them."""
+    custom = sorted({m for run in runs for m in run.custom_metrics})
+    built_in = built_in_metrics()
+    if name in built_in or name in custom:
+        return
+    own = f"; custom, declared by the saved runs: {', '.join(custom)}" if custom else "; no saved run declares its own"
+    raise UsageError(f"--metric {name!r}: unknown metric; built-in: {', '.join(built_in)}{own}")
+
+
+def built_in_metrics() -> list[str]:
+    return [m.name for m in METRICS.values() if m.comparable and not m.custom]
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -237,7 +252,7 @@ def add_recommend_parser(sub: argparse._SubParsersAction, common: argparse.Argum
 
 # -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from energybench.results.compare import FORMATS, directed_metrics  # deferred: heavy
+    from energybench.results.compare import FORMATS  # deferred: heavy
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -264,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,accuracy:-0.5pp (exit 6 on regression)")
     compare.set_defaults(func=cmd_compare)
     history = sub.add_parser("history", parents=[common], help="one metric over the saved runs")
-    history.add_argument("--metric", required=True, choices=directed_metrics())
+    history.add_argument(
+        "--metric",
+        required=True,
+        metavar="METRIC",
+        help=f"a built-in metric ({', '.join(built_in_metrics())}) or one your saved runs declared",
+    )
     history.add_argument("--model")
     history.add_argument("--precision")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import pytest
@@ -23,22 +24,31 @@ def by_model(found):
     return {r.model: r for r in found}
 
 
+def metered(run: Run) -> Run:
+    """The run as a machine with a power meter records it: energy measured, not estimated."""
+    run.records = [
+        dataclasses.replace(r, basis="measured", method="measured: rapl") if r.metric == "energy" else r
+        for r in run.records
+    ]
+    return run
+
+
 def test_energy_winner_margin_and_basis():
-    found = by_model(recommend(make_run(), "energy"))
+    found = by_model(recommend(metered(make_run()), "energy"))
     bert = found["distilbert"]
     # int8 0.32 J (loss 0.5 pp within 1.0) beats mixed 0.42 J (no budget recorded) and fp32 0.50 J
     assert (bert.winner.config.precision, bert.runner_up.config.precision) == ("int8", "mixed")
     line = bert.line()
-    assert "ship int8 on eager, batch 1: 0.32 J per item (estimated energy)" in line
+    assert "ship int8 on eager, batch 1: 0.32 J per item (measured energy)" in line
     assert "0.1 J (23.8 %) less than the runner-up mixed on eager" in line
     assert found["gpt2"].winner.config.precision == "int8"  # +2.38 % perplexity within 5 %
 
 
 def test_budget_override_changes_the_winner():
-    found = by_model(recommend(make_run(), "energy", "accuracy:0.4pp"))
+    found = by_model(recommend(metered(make_run()), "energy", "accuracy:0.4pp"))
     assert found["distilbert"].winner.config.precision == "mixed"  # int8's 0.5 pp is now over
     assert found["gpt2"].winner.config.precision == "int8"  # an accuracy budget leaves perplexity's verdicts
-    strict = by_model(recommend(make_run(), "energy", "perplexity:1%"))
+    strict = by_model(recommend(metered(make_run()), "energy", "perplexity:1%"))
     assert (strict["gpt2"].winner.config.precision, strict["gpt2"].runner_up.config.precision) == ("fp32", "fp16")
 
 
@@ -154,7 +164,9 @@ def test_cli_recommend(tmp_path, capsys):
     store.save_run(make_run(), tmp_path)
     assert main(["recommend", "--reports-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("distilbert: ship int8 on eager") and out[1].startswith("gpt2: ship int8 on eager")
+    estimated = "energy per item is only estimated here (estimated by codecarbon) and an estimate is never ranked on; "
+    assert out[0].startswith(f"distilbert: {estimated}decided by the measured latency per item instead: ship int8 ")
+    assert out[1].startswith("gpt2: " + estimated)
     assert main(["recommend", "latest", "--reports-dir", str(tmp_path), "--budget", "accuracy:2"]) == 0
     assert main(["recommend", "--reports-dir", str(tmp_path), "--budget", "speed:2x"]) == 2
     assert "--budget 'speed:2x': not a quality budget" in capsys.readouterr().err
@@ -170,7 +182,7 @@ def test_the_terminal_summary_gives_energy_per_thousand():
 
 
 def test_a_configuration_without_a_quality_record_is_named_not_chosen():
-    run = make_run(models=("distilbert",), layers=False)
+    run = metered(make_run(models=("distilbert",), layers=False))
     run.records.append(
         Record(
             "distilbert", "int8", "energy", 0.1, "J/sample", method="m", basis="measured", backend="compile", **COMMON
