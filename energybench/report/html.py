@@ -131,7 +131,8 @@ def answer_html(run: Run) -> str:
     lines = [found.line() for objective in ("energy", "latency") for found in recommend(run, objective)]
     intro = (
         "<p>The measured configuration that meets every quality budget with the least energy per item, "
-        "then with the least latency per item (<code>energybench recommend</code>):</p>"
+        "then with the least latency per item (<code>energybench recommend</code>). Energy ranks only "
+        "measured figures: an estimate is shown, never ranked on.</p>"
     )
     recommendation = '<ul id="recommendation">' + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>"
     note = shape_note(run.records)
