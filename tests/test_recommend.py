@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import pytest
@@ -23,22 +24,31 @@ def by_model(found):
     return {r.model: r for r in found}
 
 
+def metered(run: Run) -> Run:
+    """The run as a machine with a power meter records it: energy measured, not estimated."""
+    run.records = [
+        dataclasses.replace(r, basis="measured", method="measured: rapl") if r.metric == "energy" else r
+        for r in run.records
+    ]
+    return run
+
+
 def test_energy_winner_margin_and_basis():
-    found = by_model(recommend(make_run(), "energy"))
+    found = by_model(recommend(metered(make_run()), "energy"))
     bert = found["distilbert"]
     # int8 0.32 J (loss 0.5 pp within 1.0) beats mixed 0.42 J (no budget recorded) and fp32 0.50 J
     assert (bert.winner.config.precision, bert.runner_up.config.precision) == ("int8", "mixed")
     line = bert.line()
-    assert "ship int8 on eager, batch 1: 0.32 J per item (estimated energy)" in line
+    assert "ship int8 on eager, batch 1: 0.32 J per item (measured energy)" in line
     assert "0.1 J (23.8 %) less than the runner-up mixed on eager" in line
     assert found["gpt2"].winner.config.precision == "int8"  # +2.38 % perplexity within 5 %
 
 
 def test_budget_override_changes_the_winner():
-    found = by_model(recommend(make_run(), "energy", "accuracy:0.4pp"))
+    found = by_model(recommend(metered(make_run()), "energy", "accuracy:0.4pp"))
     assert found["distilbert"].winner.config.precision == "mixed"  # int8's 0.5 pp is now over
     assert found["gpt2"].winner.config.precision == "int8"  # an accuracy budget leaves perplexity's verdicts
-    strict = by_model(recommend(make_run(), "energy", "perplexity:1%"))
+    strict = by_model(recommend(metered(make_run()), "energy", "perplexity:1%"))
     assert (strict["gpt2"].winner.config.precision, strict["gpt2"].runner_up.config.precision) == ("fp32", "fp16")
 
 
@@ -154,7 +164,9 @@ def test_cli_recommend(tmp_path, capsys):
     store.save_run(make_run(), tmp_path)
     assert main(["recommend", "--reports-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("distilbert: ship int8 on eager") and out[1].startswith("gpt2: ship int8 on eager")
+    estimated = "energy per item is only estimated here (estimated by codecarbon) and an estimate is never ranked on; "
+    assert out[0].startswith(f"distilbert: {estimated}decided by the measured latency per item instead: ship int8 ")
+    assert out[1].startswith("gpt2: " + estimated)
     assert main(["recommend", "latest", "--reports-dir", str(tmp_path), "--budget", "accuracy:2"]) == 0
     assert main(["recommend", "--reports-dir", str(tmp_path), "--budget", "speed:2x"]) == 2
     assert "--budget 'speed:2x': not a quality budget" in capsys.readouterr().err
@@ -170,7 +182,7 @@ def test_the_terminal_summary_gives_energy_per_thousand():
 
 
 def test_a_configuration_without_a_quality_record_is_named_not_chosen():
-    run = make_run(models=("distilbert",), layers=False)
+    run = metered(make_run(models=("distilbert",), layers=False))
     run.records.append(
         Record(
             "distilbert", "int8", "energy", 0.1, "J/sample", method="m", basis="measured", backend="compile", **COMMON
@@ -179,3 +191,45 @@ def test_a_configuration_without_a_quality_record_is_named_not_chosen():
     found = recommend(run)[0]
     assert found.winner.config.variant == "int8"  # compile-int8 uses less energy, but its loss is unknown
     assert found.line().endswith("; not considered, no quality record: compile-int8")
+
+
+def test_estimated_energy_is_never_ranked_and_measured_latency_decides():
+    found = by_model(recommend(make_run(), "energy"))["distilbert"]
+    assert found.winner.config.precision == "int8" and found.winner.unit == "s"  # 6 ms per item beats 10 ms
+    line = found.line()
+    assert line.startswith(
+        "distilbert: energy per item is only estimated here (estimated by codecarbon) and an estimate is never "
+        "ranked on; decided by the measured latency per item instead: ship int8 on eager, batch 1: 6.000 ms"
+    )
+    assert "(its estimated energy: 0.32 J per item at batch 1)" in line
+    no_latency = make_run(models=("distilbert",), layers=False)
+    no_latency.records = [r for r in no_latency.records if r.metric != "latency"]
+    line = recommend(no_latency, "energy")[0].line()
+    assert "only estimated here" in line and "latency per item, the measured figure that would decide" in line
+
+
+def test_measured_energy_is_ranked_and_estimates_beside_it_are_named():
+    run = make_run(models=("distilbert",), layers=False)
+    run.records = [
+        dataclasses.replace(r, basis="measured") if (r.precision, r.metric) == ("int8", "energy") else r
+        for r in run.records
+    ]
+    found = recommend(run, "energy")[0]
+    assert found.winner.config.precision == "int8" and found.runner_up is None
+    assert found.line().endswith("; not ranked, energy only estimated: fp32, fp16")
+
+
+def test_a_budget_on_the_runs_own_metric():
+    declared = {"f1": {"direction": "higher", "unit": "fraction"}}
+    assert parse_budget("f1:2pp", declared).higher_is_better and parse_budget("f1:5%", declared).unit == "%"
+    with pytest.raises(UsageError, match="give the unit of the tolerated loss, e.g. f1:1pp or f1:2%"):
+        parse_budget("f1:2", declared)
+    with pytest.raises(UsageError, match=r"\(built-in\), or f1:<N>pp or <N>% \(this run's own metrics\); 'g'"):
+        parse_budget("g:2pp", declared)
+    run = metered(make_run(models=("distilbert",), layers=False))
+    for precision, value in (("fp32", 0.90), ("int8", 0.85), ("fp16", 0.895)):
+        run.records.append(Record("distilbert", precision, "f1", value, "fraction", method="mine", **COMMON))
+    run.custom_metrics = declared
+    assert recommend(run, "energy")[0].winner.config.precision == "int8"  # its accuracy loss is within budget
+    assert recommend(run, "energy", "f1:1pp")[0].winner.config.precision == "fp32"  # int8 lost 5 pp of f1
+    assert recommend(run, "energy", "f1:6pp")[0].winner.config.precision == "int8"

@@ -288,7 +288,9 @@ def small_jobs(count=2, fail_at=None):
         def drawer():
             if i == fail_at:
                 raise RuntimeError("figure exploded")
-            return draw.not_measured_figure(f"figure {i}", "nothing", tidy.run_frame(make_run(layers=False)))
+            figure = draw.new_figure(3, 2)
+            figure.add_subplot().bar([0], [float(i + 1)])
+            return draw.stamp(figure, tidy.run_frame(make_run(layers=False)))
 
         return build.FigureJob(f"fig-{i}", f"figure {i}", "caption", drawer)
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from energybench.catalog import BACKENDS, PRECISIONS, MetricTable, options_reference
+from energybench.catalog import BACKENDS, METRICS, PRECISIONS, options_reference
 from energybench.cli.ab import add_ab_parser
 from energybench.errors import EnergybenchError, UsageError
 from energybench.models.registry import REGISTRY
@@ -108,6 +108,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     for line in skipped:
         print(line, file=sys.stderr)
     if not points:
+        from energybench.results.store import load_runs  # deferred: heavy
+
+        known_metric(args.metric, load_runs(args.reports_dir)[0])  # an unknown name: one line naming the known
         scope = "/".join(x for x in (args.model, args.precision) if x) or "any model"
         raise UsageError(
             f"empty history: no saved run under {runs_dir(args.reports_dir)} measured "
@@ -122,6 +125,20 @@ def cmd_history(args: argparse.Namespace) -> int:
     else:
         print(render_history(points))
     return 0
+
+
+def known_metric(name: str, runs: list) -> None:
+    """A built-in metric or one a saved run declared (``custom_metrics``); else one line naming them."""
+    custom = sorted({m for run in runs for m in run.custom_metrics})
+    built_in = built_in_metrics()
+    if name in built_in or name in custom:
+        return
+    own = f"; custom, declared by the saved runs: {', '.join(custom)}" if custom else "; no saved run declares its own"
+    raise UsageError(f"--metric {name!r}: unknown metric; built-in: {', '.join(built_in)}{own}")
+
+
+def built_in_metrics() -> list[str]:
+    return [m.name for m in METRICS.values() if m.comparable and not m.custom]
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -287,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-on", metavar="SPEC", help="e.g. latency:+10%%,accuracy:-0.5pp (exit 6 on regression)")
     compare.set_defaults(func=cmd_compare)
     history = sub.add_parser("history", parents=[common], help="one metric over the saved runs")
-    history.add_argument("--metric", required=True, choices=MetricTable().comparable())
+    history.add_argument(
+        "--metric",
+        required=True,
+        metavar="METRIC",
+        help=f"a built-in metric ({', '.join(built_in_metrics())}) or one your saved runs declared",
+    )
     history.add_argument("--model")
     history.add_argument("--precision")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")

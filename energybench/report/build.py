@@ -19,7 +19,7 @@ from energybench.errors import UsageError
 from energybench.progress import progress_bar
 from energybench.report import answer_figures, draw, figures, layer_figures, tidy
 from energybench.report.deltas import delta_frame
-from energybench.report.html import RenderedFigure, page
+from energybench.report.html import OmittedFigure, RenderedFigure, page
 from energybench.results.schema import Run, SchemaError
 from energybench.results.store import RUN_FILE, RunNotFound, list_runs, load_run, resolve_ref
 
@@ -268,22 +268,36 @@ def trend_jobs(history: pd.DataFrame, frame: pd.DataFrame) -> list[FigureJob]:
     ]
 
 
-def render(job: FigureJob, folder: Path) -> RenderedFigure:
+def render(job: FigureJob, folder: Path) -> RenderedFigure | OmittedFigure:
+    """Draw the job; write PNG + SVG where the figure has data, else only say why it has none."""
     figure = job.draw()
+    missing = not_measured_texts(figure)
+    if not has_data(figure):
+        return OmittedFigure(job.name, job.title, missing or ["no data in this run"])
     svg = folder / f"{job.name}.svg"
     figure.savefig(folder / f"{job.name}.png", dpi=PNG_DPI)
     figure.set_layout_engine("none")  # keep the layout the PNG computed: the SVG needs no second pass
     figure.savefig(svg)
-    missing = [
+    encoded = base64.b64encode(svg.read_bytes()).decode("ascii")
+    return RenderedFigure(
+        job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing, answer=job.answer
+    )
+
+
+def not_measured_texts(figure: Figure) -> list[str]:
+    """The figure's "not measured: <reason>" statements, one line each."""
+    return [
         " ".join(t.get_text().split()).removeprefix("not measured: ")
         for ax in figure.axes
         for t in ax.texts
         if t.get_gid() == draw.NOT_MEASURED_GID
     ]
-    encoded = base64.b64encode(svg.read_bytes()).decode("ascii")
-    return RenderedFigure(
-        job.name, job.title, job.caption, encoded, [f"{job.name}.png", svg.name], missing, answer=job.answer
-    )
+
+
+def has_data(figure: Figure) -> bool:
+    """Some panel is drawn and holds data (bars, lines, points or an image); a panel that only
+    says "not measured" is switched off by ``draw.not_measured``."""
+    return any(ax.axison and (ax.patches or ax.lines or ax.collections or ax.images) for ax in figure.axes)
 
 
 def build_report(
@@ -303,9 +317,11 @@ def build_report(
     try:
         history = tidy.history_frame(history_runs(folder, run))
         jobs = figure_jobs(run, history, baseline)
-        rendered = [render(job, staging) for job in progress_bar(jobs, desc="energybench report", unit="figure")]
+        drawn = [render(job, staging) for job in progress_bar(jobs, desc="energybench report", unit="figure")]
+        rendered = [f for f in drawn if isinstance(f, RenderedFigure)]
+        omitted = [f for f in drawn if isinstance(f, OmittedFigure)]
         deltas = delta_frame(baseline, run) if baseline is not None else None
-        (staging / "index.html").write_text(page(run, rendered, deltas, baseline), encoding="utf-8")
+        (staging / "index.html").write_text(page(run, rendered, deltas, baseline, omitted), encoding="utf-8")
         (staging / MARKER).write_text(f"energybench report of run {run.run_id}\n", encoding="utf-8")
         replace_folder(staging, target)
     except BaseException:

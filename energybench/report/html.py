@@ -41,8 +41,21 @@ class RenderedFigure:
     answer: bool = False  # drawn in the answer section at the top of the page
 
 
+@dataclass(frozen=True)
+class OmittedFigure:
+    """A figure with no data in this run: not written, named in "Not measured" with why."""
+
+    name: str
+    title: str
+    reasons: list[str]
+
+
 def page(
-    run: Run, figures: list[RenderedFigure], deltas: pd.DataFrame | None = None, baseline: Run | None = None
+    run: Run,
+    figures: list[RenderedFigure],
+    deltas: pd.DataFrame | None = None,
+    baseline: Run | None = None,
+    omitted: Sequence[OmittedFigure] = (),
 ) -> str:
     """The whole page as one string."""
     answers = [f for f in figures if f.answer]
@@ -50,7 +63,7 @@ def page(
         header(run),
         navigation(figures, deltas is not None),
         section("answer", "Which precision to ship", answer_html(run) + "".join(figure_html(f) for f in answers)),
-        section("not-measured", "Not measured", not_measured_list(run, figures)),
+        section("not-measured", "Not measured", not_measured_list(run, figures, omitted)),
         section("budgets", "Budgets and verdicts", budget_table(run.records)),
     ]
     if deltas is not None:
@@ -118,7 +131,8 @@ def answer_html(run: Run) -> str:
     lines = [found.line() for objective in ("energy", "latency") for found in recommend(run, objective)]
     intro = (
         "<p>The measured configuration that meets every quality budget with the least energy per item, "
-        "then with the least latency per item (<code>energybench recommend</code>):</p>"
+        "then with the least latency per item (<code>energybench recommend</code>). Energy ranks only "
+        "measured figures: an estimate is shown, never ranked on.</p>"
     )
     recommendation = '<ul id="recommendation">' + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>"
     note = shape_note(run.records)
@@ -180,8 +194,9 @@ def ratio_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def not_measured_list(run: Run, figures: list[RenderedFigure]) -> str:
+def not_measured_list(run: Run, figures: list[RenderedFigure], omitted: Sequence[OmittedFigure] = ()) -> str:
     items = [f"{r.model} {r.precision} {r.metric}: {r.status}: {r.reason}" for r in run.records if r.value is None]
+    items += [f"figure '{f.title}' not drawn, no data: {'; '.join(dict.fromkeys(f.reasons))}" for f in omitted]
     items += [f"figure '{f.title}': {reason}" for f in figures for reason in f.not_measured]
     if not items:
         return "<p>Every record holds a value and every figure panel has data.</p>"

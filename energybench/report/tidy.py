@@ -15,6 +15,7 @@ import pandas as pd
 from energybench.catalog import ALL_PRECISIONS, METRICS, UNIT_DISPLAY
 from energybench.layers import flatten
 from energybench.layers.rows import Plan
+from energybench.results.answer import Config, pick
 from energybench.results.schema import Record, Run
 from energybench.results.store import flat_row
 
@@ -23,14 +24,29 @@ CORRELATION_SUMMARY = ("spearman_rho", "pearson_r", "n")  # joined onto each lay
 
 
 def run_frame(run: Run) -> pd.DataFrame:
-    """One row per record: the run's identity and machine, the flat record, and display columns."""
-    metrics = run.metrics  # the built-ins and the run's own declarations
+    """One row per record: the run's identity and machine, the flat record, and display columns.
+
+    ``declared_shape`` marks the one record per model x precision x metric that the answer table
+    reads (``energybench.results.answer.pick``): a shape sweep holds several, the figures of one
+    number per precision draw that one (the batch-size figure draws them all)."""
+    declared, metrics = declared_records(run.records), run.metrics  # the built-ins and the run's own declarations
     rows = [
-        {**record_row(run, record), "higher_is_better": metrics.higher_is_better(record.metric)}
+        {
+            **record_row(run, record),
+            "declared_shape": id(record) in declared,
+            "higher_is_better": metrics.higher_is_better(record.metric),
+        }
         for record in run.records
     ]
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
     return frame
+
+
+def declared_records(records: list[Record]) -> set[int]:
+    """The ids of the records at each model x precision x backend x metric's declared shape."""
+    keys = dict.fromkeys((r.model, r.precision, r.backend, r.metric) for r in records if r.value is not None)
+    chosen = (pick(records, Config(model, precision, backend), metric) for model, precision, backend, metric in keys)
+    return {id(r) for r in chosen if r is not None}
 
 
 def history_frame(runs: Iterable[Run]) -> pd.DataFrame:
@@ -86,10 +102,12 @@ def ordered_precisions(values: Iterable[str]) -> list[str]:
 
 
 def measured(frame: pd.DataFrame, metric: str, model: str | None = None) -> pd.DataFrame:
-    """Rows of one metric (and model) that hold a value."""
+    """Rows of one metric (and model) that hold a value, one per precision: the declared shape's."""
     if frame.empty:
         return frame
     rows = frame[(frame["metric"] == metric) & frame["value"].notna()]
+    if "declared_shape" in rows:
+        rows = rows[rows["declared_shape"].astype(bool)]
     return rows if model is None else rows[rows["model"] == model]
 
 
@@ -118,7 +136,7 @@ def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     otherwise; ``change_pct`` is the plain change of the value; gain_lo/hi follow the IQR.
     """
     rows = measured(frame, metric)
-    base = rows[rows["precision"] == "fp32"].set_index("model")["value"]
+    base = rows[rows["precision"] == "fp32"].drop_duplicates("model").set_index("model")["value"]
     rows = rows[rows["model"].isin(base.index)].copy()
     fp32 = rows["model"].map(base)
     lower = not (metric in METRICS and METRICS[metric].higher_is_better)

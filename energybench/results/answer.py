@@ -9,10 +9,11 @@ others at the largest batch; ``shape_note`` says which, for the caption.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND, METRICS, QUALITY_METRICS, variant
+from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND, METRICS, QUALITY_METRICS, Metric, variant
 from energybench.results.schema import Record, Run
 
 SHAPE_RULE = {"latency": "smallest", "throughput": "largest", "energy": "largest", "memory": "largest"}
@@ -105,17 +106,48 @@ def shape_note(records: Iterable[Record]) -> str:
 
 
 def quality_loss(records: list[Record], config: Config) -> Loss | None:
-    """The loss vs eager fp32 and its verdict: the record's own budget where it has one."""
+    """The loss vs eager fp32 and its verdict: the record's own budget where it has one.
+
+    Accuracy (in points) or perplexity (in %) where measured; else a user's own metric that a
+    ``quality_budget`` check judged (its budget's loss and unit)."""
     for metric in QUALITY_METRICS.values():
-        own = pick(records, config, metric)
-        base = pick(records, Config(config.model, BASELINE_PRECISION, DEFAULT_BACKEND), metric)
-        if own is None or base is None or own.value is None or base.value is None:
+        found = metric_loss(records, config, metric, METRICS[metric].loss_unit, METRICS[metric].higher_is_better)
+        if found is None:
             continue
-        value, unit = METRICS[metric].loss(own.value, base.value), METRICS[metric].loss_unit
-        if config.precision == BASELINE_PRECISION or own.budget is None:
-            return Loss(metric, value, unit, None, True)
-        return Loss(metric, value, unit, own.budget.limit, own.budget.passed)
+        own = pick(records, config, metric)
+        if config.precision == BASELINE_PRECISION or own is None or own.budget is None:
+            return found
+        return dataclasses.replace(found, limit=own.budget.limit, passed=own.budget.passed)
+    return budgeted_loss(records, config)
+
+
+def budgeted_loss(records: list[Record], config: Config) -> Loss | None:
+    """The loss of a user's own metric that carries a budget on some configuration of the model."""
+    budgeted = [r for r in records if r.model == config.model and r.budget is not None and r.value is not None]
+    for record in budgeted:
+        if record.metric in QUALITY_METRICS.values():
+            continue
+        own = pick(records, config, record.metric)
+        if own is None:
+            continue
+        if own.budget is None:  # the baseline the others were judged against
+            return Loss(record.metric, 0.0, record.budget.unit, None, True) if config.is_baseline else None  # type: ignore[union-attr]
+        return Loss(own.metric, own.budget.loss, own.budget.unit, own.budget.limit, own.budget.passed)
     return None
+
+
+def metric_loss(
+    records: list[Record], config: Config, metric: str, unit: str, higher_is_better: bool, limit: float | None = None
+) -> Loss | None:
+    """How much worse than eager fp32 this configuration's ``metric`` is, positive = worse, in
+    points (``pp``, x100 of a fraction) or percent (``%``); None where either side is missing."""
+    own = pick(records, config, metric)
+    base = pick(records, Config(config.model, BASELINE_PRECISION, DEFAULT_BACKEND), metric)
+    if own is None or base is None or own.value is None or base.value is None or (unit == "%" and not base.value):
+        return None
+    judged = Metric(metric, "higher" if higher_is_better else "lower", "", "", selectable=False, custom=True)
+    value = judged.loss(own.value, base.value, unit)  # the catalog's one loss rule
+    return Loss(metric, value, unit, limit, limit is None or value <= limit + 1e-9)
 
 
 def ratio(records: list[Record], config: Config, metric: str, invert: bool = False) -> float | None:

@@ -5,23 +5,42 @@ runner-up and the basis of its number; or, when nothing meets the budget, the cl
 Candidates are the (precision, backend, shape) configurations with an objective record whose
 quality passes: the loss vs eager fp32 within the record's budget, or within ``--budget``'s limit
 when given; fp32 passes by definition. A configuration without a quality record is not a
-candidate (its loss is unknown). Energy figures are shown with their basis; an estimate is said
-to be one, never passed off as measured.
+candidate (its loss is unknown). ``--budget`` also takes a user's own metric that the run declared
+(``f1:1pp``, ``f1:2%``), its loss read against eager fp32 of the same model.
+
+Energy ranks only measured figures (basis ``measured`` or ``sampled``, the bases the gate accepts):
+an estimate is shown, never ranked on, as it is never gated on. CodeCarbon's estimate on a CPU is
+an assumed power times the measured time, so ranking by it is ranking by time with a made-up
+factor that may hide a tie or invent a margin. Where a model's energy is only estimated, the
+recommendation says so and is decided by the measured figure the estimate scales with, latency
+per item; the estimate of the chosen configuration is quoted beside it, labelled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
-from energybench.catalog import BASELINE_PRECISION, format_value, metric
+from energybench.catalog import BASELINE_PRECISION, GATED_BASES, METRICS, format_value, metric
 from energybench.errors import UsageError
-from energybench.results.answer import Config, Loss, batch_size, configs, per_item, quality_loss
+from energybench.results.answer import Config, Loss, batch_size, configs, metric_loss, per_item, quality_loss
 from energybench.results.schema import Record, Run
 
 OBJECTIVES = {"energy": "energy", "latency": "latency"}  # objective -> the metric it minimizes per item
 BUDGET_UNITS = {"accuracy": "pp", "perplexity": "%"}
-BUDGET_SPEC = re.compile(r"^(accuracy|perplexity):([0-9]*\.?[0-9]+)(pp|%)?$")
+BUDGET_SPEC = re.compile(r"^(?P<metric>[^:]+):(?P<amount>[0-9]*\.?[0-9]+)(?P<unit>pp|%)?$")
+BUDGET_ACCEPTED = "accuracy:<points>pp or perplexity:<percent>%"
+
+
+@dataclass(frozen=True)
+class QualityLimit:
+    """``--budget``: the tolerated loss of one quality metric vs eager fp32, in ``pp`` or ``%``."""
+
+    metric: str
+    limit: float
+    unit: str
+    higher_is_better: bool
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,7 @@ class Candidate:
     basis: str | None
     loss: Loss | None
     spread: float | None = None  # timed records: IQR / median of the rounds
+    estimate_note: str = ""  # chosen by latency where energy was only estimated: that estimate, labelled
 
     @property
     def label(self) -> str:
@@ -48,17 +68,20 @@ class Recommendation:
     closest: Candidate | None  # nothing met the budget: the one over it by the least
     reason: str  # why there is no winner ("" when there is one)
     unjudged: tuple[str, ...] = ()  # measured, but without a quality record: not candidates
+    unranked: tuple[str, ...] = ()  # energy only estimated: shown, never ranked on
+    decided_by: str = ""  # the energy objective decided by a measured figure instead: why
 
     def line(self) -> str:
         """One line: the winner, its value, its margin and basis; or why there is none."""
         unjudged = f"; not considered, no quality record: {', '.join(self.unjudged)}" if self.unjudged else ""
-        return self.verdict() + unjudged
+        unranked = f"; not ranked, energy only estimated: {', '.join(self.unranked)}" if self.unranked else ""
+        return self.verdict() + unjudged + unranked
 
     def verdict(self) -> str:
         if self.winner is None:
-            return f"{self.model}: {self.reason}"
+            return f"{self.model}: {self.decided_by}{self.reason}"
         w = self.winner
-        text = f"{self.model}: ship {w.label}: {show(w)} per item ({basis_words(w)})"
+        text = f"{self.model}: {self.decided_by}ship {w.label}: {show(w)} per item ({basis_words(w)}){w.estimate_note}"
         if w.loss is not None and w.config.precision != BASELINE_PRECISION:
             text += f", quality loss {w.loss.value:+.2f} {w.loss.unit}"
         if self.runner_up is None:
@@ -93,32 +116,51 @@ def basis_words(candidate: Candidate) -> str:
     return f"{candidate.basis or 'basis not recorded'} energy"
 
 
-def parse_budget(spec: str | None) -> tuple[str, float] | None:
-    """``accuracy:1.0pp`` or ``perplexity:5%`` -> (metric, limit); None -> None."""
+def parse_budget(spec: str | None, custom: dict[str, dict[str, str]] | None = None) -> QualityLimit | None:
+    """``accuracy:1.0pp``, ``perplexity:5%`` or a declared metric of the run (``f1:1pp``) -> its
+    limit; None -> None. ``custom`` is the run's own declarations (``Run.custom_metrics``)."""
     if spec is None:
         return None
+    custom = custom or {}
     found = BUDGET_SPEC.match(spec.strip().replace(" ", ""))
-    if found is None or (found.group(3) and found.group(3) != BUDGET_UNITS[found.group(1)]):
-        raise UsageError(
-            f"--budget {spec!r}: not a quality budget; accepted: accuracy:<points>pp or perplexity:<percent>%, "
-            "e.g. --budget accuracy:1.0pp"
-        )
-    return found.group(1), float(found.group(2))
+    own = f", or {'/'.join(custom)}:<N>pp or <N>% (this run's own metrics)" if custom else ""
+    refused = f"--budget {spec!r}: not a quality budget; accepted: {BUDGET_ACCEPTED} (built-in){own}"
+    if found is None:
+        raise UsageError(f"{refused}, e.g. --budget accuracy:1.0pp")
+    name, unit = found["metric"], found["unit"]
+    if name not in BUDGET_UNITS and name not in custom:
+        raise UsageError(f"{refused}; {name!r} is none of them")
+    if name in BUDGET_UNITS and unit and unit != BUDGET_UNITS[name]:
+        raise UsageError(f"{refused}, e.g. --budget accuracy:1.0pp")
+    if name in custom and not unit:
+        raise UsageError(f"--budget {spec!r}: give the unit of the tolerated loss, e.g. {name}:1pp or {name}:2%")
+    higher = name == "accuracy" or (name in custom and custom[name].get("direction") == "higher")
+    return QualityLimit(name, float(found["amount"]), unit or BUDGET_UNITS[name], higher)
 
 
-def passes(config: Config, loss: Loss | None, budget: tuple[str, float] | None) -> bool:
+def passes(config: Config, loss: Loss | None, budget: QualityLimit | None) -> bool:
     if config.precision == BASELINE_PRECISION:
         return True
     if loss is None:
         return False  # quality not measured: the loss is unknown
-    if budget is not None and budget[0] == loss.metric:
-        return loss.value <= budget[1] + 1e-9
+    if budget is not None and budget.metric == loss.metric:
+        return loss.value <= budget.limit + 1e-9
     return loss.passed
 
 
-def candidates(records: list[Record], config: Config, objective: str) -> list[Candidate]:
+def config_loss(records: list[Record], config: Config, budget: QualityLimit | None) -> Loss | None:
+    """The loss ``--budget`` names where the model measured that metric at fp32, else the recorded one."""
+    if budget is not None:
+        baseline = Config(config.model, BASELINE_PRECISION, config.backend)
+        if any((r.model, r.precision, r.metric) == (config.model, baseline.precision, budget.metric) for r in records):
+            args = (budget.metric, budget.unit, budget.higher_is_better, budget.limit)
+            return metric_loss(records, config, *args)
+    return quality_loss(records, config)
+
+
+def candidates(records: list[Record], config: Config, objective: str, budget: QualityLimit | None) -> list[Candidate]:
     """One candidate per measured shape of the configuration's objective record."""
-    loss = quality_loss(records, config)
+    loss = config_loss(records, config, budget)
     wanted = OBJECTIVES[objective]
     return [
         Candidate(config, batch_size(r), per_item(r), metric(wanted).unit.split("/")[0], r.basis, loss, spread(r))  # type: ignore[arg-type]
@@ -133,20 +175,31 @@ def spread(record: Record) -> float | None:
     return timing.iqr_s / timing.median_s if timing is not None and timing.median_s > 0 else None
 
 
-def over_by(candidate: Candidate, budget: tuple[str, float] | None) -> float:
+def over_by(candidate: Candidate, budget: QualityLimit | None) -> float:
     loss = candidate.loss
     if loss is None:
         return float("inf")
-    limit = budget[1] if budget is not None and budget[0] == loss.metric else loss.limit
+    limit = budget.limit if budget is not None and budget.metric == loss.metric else loss.limit
     return loss.value - (limit if limit is not None else 0.0)
 
 
-def recommend_model(run: Run, model: str, objective: str, budget: tuple[str, float] | None) -> Recommendation:
+def recommend_model(run: Run, model: str, objective: str, budget: QualityLimit | None) -> Recommendation:
     records = run.records
-    every = [c for config in configs(records, model) for c in candidates(records, config, objective)]
+    every = [c for config in configs(records, model) for c in candidates(records, config, objective, budget)]
     if not every:
         reason = not_measured(records, model, objective)
         return Recommendation(model, objective, None, None, None, reason)
+    if objective == "energy":
+        ranked = [c for c in every if c.basis in GATED_BASES]
+        if not any(c.loss is not None or c.config.is_baseline for c in ranked):
+            return decided_by_latency(run, model, every, budget)
+        unranked = tuple(dict.fromkeys(c.config.variant for c in every if c not in ranked))
+        return dataclasses.replace(rank(model, objective, ranked, budget), unranked=unranked)
+    return rank(model, objective, every, budget)
+
+
+def rank(model: str, objective: str, every: list[Candidate], budget: QualityLimit | None) -> Recommendation:
+    """The least costly candidate that meets the budget, and the runner-up; or the closest one."""
     passing = sorted((c for c in every if passes(c.config, c.loss, budget)), key=lambda c: c.value)
     unjudged = tuple(dict.fromkeys(c.config.variant for c in every if c.loss is None and not c.config.is_baseline))
     if passing:
@@ -156,7 +209,30 @@ def recommend_model(run: Run, model: str, objective: str, budget: tuple[str, flo
     return Recommendation(model, objective, None, None, closest, nothing_meets(closest, budget), unjudged)
 
 
-def nothing_meets(closest: Candidate, budget: tuple[str, float] | None) -> str:
+def decided_by_latency(run: Run, model: str, estimated: list[Candidate], budget: QualityLimit | None) -> Recommendation:
+    """Every energy figure of the model is an estimate: say so, and decide by measured latency per item."""
+    energy = [r for r in run.records if r.model == model and r.metric == "energy" and r.value is not None]
+    meters = [str(m) for r in energy if (m := r.details.get("primary") or (r.details.get("meter") or {}).get("name"))]
+    bases = "/".join(dict.fromkeys(str(r.basis) for r in energy))
+    how = bases + (f" by {', '.join(dict.fromkeys(meters))}" if meters else "")
+    by_latency = recommend_model(run, model, "latency", budget)
+    said = f"energy per item is only estimated here ({how}) and an estimate is never ranked on; "
+    if by_latency.winner is None and by_latency.closest is None:
+        reason = "latency per item, the measured figure that would decide, was not measured; run with --metric latency"
+        return Recommendation(model, "energy", None, None, None, reason, decided_by=said)
+    chosen = by_latency.winner
+    quoted = next((c for c in estimated if chosen and c.config == chosen.config), None)
+    estimate = f" (its estimated energy: {show(quoted)} per item at batch {quoted.batch_size})" if quoted else ""
+    return dataclasses.replace(
+        by_latency,
+        objective="energy",
+        decided_by=said + "decided by the measured latency per item instead: ",
+        unranked=(),
+        winner=dataclasses.replace(chosen, estimate_note=estimate) if chosen else None,
+    )
+
+
+def nothing_meets(closest: Candidate, budget: QualityLimit | None) -> str:
     if closest.loss is None:
         return "nothing meets the budget: no configuration with a measured objective has a measured quality"
     loss = closest.loss
@@ -181,6 +257,14 @@ def recommend(run: Run, objective: str = "energy", budget: str | None = None) ->
     """One recommendation per model of the run."""
     if objective not in OBJECTIVES:
         raise UsageError(f"--objective {objective!r}: accepted: {', '.join(OBJECTIVES)}")
-    limit = parse_budget(budget)
+    limit = parse_budget(budget, run.custom_metrics or custom_declared(run))
     models = dict.fromkeys(r.model for r in run.records)
     return [recommend_model(run, model, objective, limit) for model in models]
+
+
+def custom_declared(run: Run) -> dict[str, dict[str, str]]:
+    """A run built in memory (not loaded) names its own metrics only in the catalog."""
+    names = {r.metric for r in run.records}
+    return {
+        m.name: {"direction": m.direction, "unit": m.unit} for m in METRICS.values() if m.custom and m.name in names
+    }
