@@ -233,3 +233,37 @@ def test_a_budget_on_the_runs_own_metric():
     assert recommend(run, "energy")[0].winner.config.precision == "int8"  # its accuracy loss is within budget
     assert recommend(run, "energy", "f1:1pp")[0].winner.config.precision == "fp32"  # int8 lost 5 pp of f1
     assert recommend(run, "energy", "f1:6pp")[0].winner.config.precision == "int8"
+
+
+def behaviour(run: Run, flips: dict[str, float]) -> Run:
+    """The run with flips records against fp32, as the quality pass makes them."""
+    run.records += [
+        Record("distilbert", p, "flips", value, "fraction", method="flips vs fp32", **COMMON)
+        for p, value in flips.items()
+    ]
+    return run
+
+
+def test_a_flips_budget_is_behaviour_against_fp32():
+    run = behaviour(metered(make_run(models=("distilbert",))), {"int8": 0.012, "mixed": 0.004})
+    assert recommend(run, "energy")[0].winner.config.precision == "int8"  # without a flips budget
+    strict = recommend(run, "energy", "flips:1pp")[0]  # int8 flips 1.2 pp of the sentences: over
+    assert strict.winner.config.precision == "mixed"
+    none = recommend(run, "energy", "flips:0.1pp")[0]  # only fp32 itself flips nothing
+    assert none.winner.config.precision == "fp32"
+    assert parse_budget("output-kl:0.01").unit == "nats"
+    with pytest.raises(UsageError, match="flips is judged in pp, e.g. flips:1"):
+        parse_budget("flips:1%")
+
+
+def test_a_fallback_is_never_recommended_and_is_named():
+    run = metered(make_run(models=("distilbert",)))
+    run.records = [
+        dataclasses.replace(r, details={**r.details, "fallback": "ran none of quantized::linear_dynamic"})
+        if (r.precision, r.metric) == ("int8", "latency")
+        else r
+        for r in run.records
+    ]
+    found = recommend(run, "energy")[0]
+    assert found.winner.config.precision != "int8"
+    assert "not considered, ran none of their quantized kernels (fallback): int8" in found.line()

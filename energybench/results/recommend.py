@@ -22,15 +22,20 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from energybench.catalog import BASELINE_PRECISION, GATED_BASES, METRICS, format_value, metric
+from energybench.catalog import BASELINE_PRECISION, GATED_BASES, METRICS, format_value, metric, variant
 from energybench.errors import UsageError
-from energybench.results.answer import Config, Loss, batch_size, configs, metric_loss, per_item, quality_loss
+from energybench.results.answer import Config, Loss, batch_size, configs, metric_loss, per_item, pick, quality_loss
 from energybench.results.schema import Record, Run
 
 OBJECTIVES = {"energy": "energy", "latency": "latency"}  # objective -> the metric it minimizes per item
 BUDGET_UNITS = {"accuracy": "pp", "perplexity": "%"}
-BUDGET_SPEC = re.compile(r"^(?P<metric>[^:]+):(?P<amount>[0-9]*\.?[0-9]+)(?P<unit>pp|%)?$")
-BUDGET_ACCEPTED = "accuracy:<points>pp or perplexity:<percent>%"
+# behaviour against fp32 (absolute: fp32 against itself is 0 flips, 0 nats, 100 % agreement and recovery)
+BEHAVIOUR_UNITS = {"flips": "pp", "agreement": "pp", "recovery": "pp", "output-kl": "nats"}
+BUDGET_SPEC = re.compile(r"^(?P<metric>[^:]+):(?P<amount>[0-9]*\.?[0-9]+)(?P<unit>pp|%|nats)?$")
+BUDGET_ACCEPTED = (
+    "accuracy:<points>pp or perplexity:<percent>%, or behaviour against fp32: flips:<points>pp, "
+    "agreement:<points>pp, recovery:<points>pp, output-kl:<nats>"
+)
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,18 @@ class Recommendation:
     unjudged: tuple[str, ...] = ()  # measured, but without a quality record: not candidates
     unranked: tuple[str, ...] = ()  # energy only estimated: shown, never ranked on
     decided_by: str = ""  # the energy objective decided by a measured figure instead: why
+    fallback: tuple[str, ...] = ()  # ran none of their quantized operators (the kernel path): never candidates
 
     def line(self) -> str:
         """One line: the winner, its value, its margin and basis; or why there is none."""
         unjudged = f"; not considered, no quality record: {', '.join(self.unjudged)}" if self.unjudged else ""
         unranked = f"; not ranked, energy only estimated: {', '.join(self.unranked)}" if self.unranked else ""
-        return self.verdict() + unjudged + unranked
+        fallback = (
+            f"; not considered, ran none of their quantized kernels (fallback): {', '.join(self.fallback)}"
+            if self.fallback
+            else ""
+        )
+        return self.verdict() + unjudged + unranked + fallback
 
     def verdict(self) -> str:
         if self.winner is None:
@@ -128,6 +139,10 @@ def parse_budget(spec: str | None, custom: dict[str, dict[str, str]] | None = No
     if found is None:
         raise UsageError(f"{refused}, e.g. --budget accuracy:1.0pp")
     name, unit = found["metric"], found["unit"]
+    if name in BEHAVIOUR_UNITS:
+        if unit and unit != BEHAVIOUR_UNITS[name]:
+            raise UsageError(f"{refused}; {name} is judged in {BEHAVIOUR_UNITS[name]}, e.g. {name}:1")
+        return QualityLimit(name, float(found["amount"]), BEHAVIOUR_UNITS[name], METRICS[name].higher_is_better)
     if name not in BUDGET_UNITS and name not in custom:
         raise UsageError(f"{refused}; {name!r} is none of them")
     if name in BUDGET_UNITS and unit and unit != BUDGET_UNITS[name]:
@@ -150,12 +165,38 @@ def passes(config: Config, loss: Loss | None, budget: QualityLimit | None) -> bo
 
 def config_loss(records: list[Record], config: Config, budget: QualityLimit | None) -> Loss | None:
     """The loss ``--budget`` names where the model measured that metric at fp32, else the recorded one."""
+    if budget is not None and budget.metric in BEHAVIOUR_UNITS:
+        return behaviour_loss(records, config, budget)
     if budget is not None:
         baseline = Config(config.model, BASELINE_PRECISION, config.backend)
         if any((r.model, r.precision, r.metric) == (config.model, baseline.precision, budget.metric) for r in records):
             args = (budget.metric, budget.unit, budget.higher_is_better, budget.limit)
             return metric_loss(records, config, *args)
     return quality_loss(records, config)
+
+
+def behaviour_loss(records: list[Record], config: Config, budget: QualityLimit) -> Loss | None:
+    """How far the configuration's behaviour is from fp32's own (0 flips or nats, 100 % agreement or
+    recovery): in points, or nats for output-kl; None where it was not measured (never a pass)."""
+    if config.is_baseline:
+        return Loss(budget.metric, 0.0, budget.unit, budget.limit, True)
+    own = pick(records, config, budget.metric)
+    if own is None or own.value is None:
+        return None
+    if budget.unit == "nats":
+        value = own.value
+    else:
+        value = (1.0 - own.value) * 100.0 if budget.higher_is_better else own.value * 100.0
+    return Loss(budget.metric, value, budget.unit, budget.limit, value <= budget.limit + 1e-9)
+
+
+def fallbacks(records: list[Record], model: str) -> tuple[str, ...]:
+    """Configurations whose kernel path shows none of their quantized operators ran: never candidates."""
+    return tuple(
+        dict.fromkeys(
+            variant(r.precision, r.backend) for r in records if r.model == model and r.details.get("fallback")
+        )
+    )
 
 
 def candidates(records: list[Record], config: Config, objective: str, budget: QualityLimit | None) -> list[Candidate]:
@@ -184,11 +225,22 @@ def over_by(candidate: Candidate, budget: QualityLimit | None) -> float:
 
 
 def recommend_model(run: Run, model: str, objective: str, budget: QualityLimit | None) -> Recommendation:
-    records = run.records
-    every = [c for config in configs(records, model) for c in candidates(records, config, objective, budget)]
+    records, fallback = run.records, fallbacks(run.records, model)
+    every = [
+        c
+        for config in configs(records, model)
+        if config.variant not in fallback
+        for c in candidates(records, config, objective, budget)
+    ]
     if not every:
         reason = not_measured(records, model, objective)
-        return Recommendation(model, objective, None, None, None, reason)
+        return Recommendation(model, objective, None, None, None, reason, fallback=fallback)
+    return dataclasses.replace(ranked_model(run, model, objective, budget, every), fallback=fallback)
+
+
+def ranked_model(
+    run: Run, model: str, objective: str, budget: QualityLimit | None, every: list[Candidate]
+) -> Recommendation:
     if objective == "energy":
         ranked = [c for c in every if c.basis in GATED_BASES]
         if not any(c.loss is not None or c.config.is_baseline for c in ranked):
