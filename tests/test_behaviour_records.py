@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from energybench import cli
 from energybench.measure.quality import unpack_bits
 
 FAST = ("--rounds", "3", "--blocks", "1", "--warmup-rounds", "1", "-p", "no:cacheprovider")
@@ -34,6 +35,10 @@ def test_classifier_flips_and_recovery_come_from_the_accuracy_pass(suite):
     recovery = by[("int8", "recovery")]
     assert abs(recovery["value"] - int8["value"] / fp32["value"]) < 1e-9
     assert "same SST-2 validation sentences" in flips["method"]
+    assert cli.main(["report", "latest", "--reports-dir", str(suite.path / "reports")]) == 0
+    [page] = (suite.path / "reports" / "runs").glob("*/report/index.html")
+    shown = f"flips {100 * flips['value']:.2f} % [{100 * low:.2f}, {100 * high:.2f}]"
+    assert shown in page.read_text()  # beside the quality loss in the answer table
 
 
 def test_a_flips_budget_fails_the_quality_test_with_one_line(suite):
@@ -94,3 +99,6 @@ def test_each_timed_case_names_its_kernels_and_a_forced_fallback_is_flagged(suit
     assert fp32["kernel_path"]["status"] == "not-quantized" and "fallback" not in fp32
     assert int8["kernel_path"]["status"] == "fallback" and "quantized::linear_dynamic" in int8["fallback"]
     assert any(o["name"] == "aten::addmm" for o in int8["kernel_path"]["operators"])
+    assert cli.main(["report", "latest", "--reports-dir", str(suite.path / "reports")]) == 0
+    [page] = (suite.path / "reports" / "runs").glob("*/report/index.html")
+    assert "FALLBACK, not a quantized result" in page.read_text()  # never shown as a quantized result

@@ -154,6 +154,8 @@ def answer_rows_table(model: str, rows: list[AnswerRow]) -> str:
         "quality loss vs fp32",
         "budget",
         "verdict",
+        "behaviour vs fp32 (95 % CI)",
+        "recovery (95 % CI)",
         "speed-up",
         "energy ratio",
         "energy per 1,000 (J)",
@@ -162,7 +164,7 @@ def answer_rows_table(model: str, rows: list[AnswerRow]) -> str:
         "size ratio",
         "memory ratio",
     )
-    return table(headers, (answer_cells(r) for r in rows), f"answer-{model}", numeric=(2, 5, 6, 7, 8, 10, 11))
+    return table(headers, (answer_cells(r) for r in rows), f"answer-{model}", numeric=(2, 7, 8, 9, 10, 12, 13))
 
 
 def answer_cells(row: AnswerRow) -> tuple[Any, ...]:
@@ -173,6 +175,8 @@ def answer_cells(row: AnswerRow) -> tuple[Any, ...]:
         verdict = "baseline" if row.config.is_baseline else "no budget"
     else:
         verdict = "pass" if loss.passed else "BREACH"
+    if row.fallback:
+        verdict += f"; FALLBACK, not a quantized result: {row.fallback}"
     per_1000 = row.energy_j_per_1000
     return (
         row.config.precision,
@@ -180,6 +184,8 @@ def answer_cells(row: AnswerRow) -> tuple[Any, ...]:
         f"{loss.value:+.2f} {loss.unit}" if loss else "-",
         f"{loss.limit:.2f} {loss.unit}" if loss and loss.limit is not None else "-",
         verdict,
+        with_ci(row.behaviour),
+        with_ci(row.recovery),
         ratio_text(row.speedup),
         ratio_text(row.energy_ratio),
         number(per_1000, "{:.4g}"),
@@ -188,6 +194,15 @@ def answer_cells(row: AnswerRow) -> tuple[Any, ...]:
         ratio_text(row.size_ratio),
         ratio_text(row.memory_ratio),
     )
+
+
+def with_ci(record: Any) -> str:
+    """``flips 0.23 pp [0.03, 0.83]``: a behaviour record (a fraction) in points with its CI."""
+    if record is None or record.value is None:
+        return "-"
+    low, high = (record.details.get("ci95") or (None, None))[:2]
+    ci = f" [{100 * low:.2f}, {100 * high:.2f}]" if low is not None and high is not None else ""
+    return f"{record.metric} {100 * record.value:.2f} %{ci}"
 
 
 def ratio_text(value: float | None) -> str:

@@ -59,6 +59,9 @@ class AnswerRow:
     memory_ratio: float | None
     energy_j_per_1000: float | None
     energy_basis: str | None
+    behaviour: Record | None = None  # flips (classifiers) or top-1 agreement (LMs) against fp32, CI in details
+    recovery: Record | None = None  # quality / fp32 quality, paired CI in details
+    fallback: str | None = None  # the kernel path ran none of the precision's quantized operators: why
 
 
 def batch_size(record: Record) -> int:
@@ -178,7 +181,16 @@ def answer_row(records: list[Record], config: Config) -> AnswerRow:
         memory_ratio=ratio(records, config, "memory"),
         energy_j_per_1000=energy.value * PER_THOUSAND if energy and energy.value is not None else None,
         energy_basis=energy.basis if energy else None,
+        behaviour=pick(records, config, "flips") or pick(records, config, "agreement"),
+        recovery=pick(records, config, "recovery"),
+        fallback=next(
+            (r.details["fallback"] for r in records if same_config(r, config) and r.details.get("fallback")), None
+        ),
     )
+
+
+def same_config(record: Record, config: Config) -> bool:
+    return (record.model, record.precision, record.backend) == (config.model, config.precision, config.backend)
 
 
 def answer_table(run: Run) -> dict[str, list[AnswerRow]]:
