@@ -270,3 +270,13 @@ def test_the_precisions_command_lists_the_llm_methods_with_their_reasons():
     for name in LLM_METHODS:
         assert any(line.startswith(f"{name} ") for line in out.splitlines()), name
     assert "nf4-bnb      eager        skipped: nf4-bnb (bitsandbytes) is wired for CUDA GPUs only" in out
+
+
+def test_int4_takes_the_largest_group_a_layers_width_allows():
+    pytest.importorskip("torchao")
+    model = nn.Sequential(nn.Linear(960, 256), nn.Linear(256, 960), nn.Linear(96, 32)).eval()
+    model.config = types.SimpleNamespace()
+    converted = convert(model, "int4-hqq", CPU)
+    # SmolLM2's 960-wide projections take 64 (960 % 128 != 0); 96 takes 32
+    assert converted.details["int4_group_sizes"] == {"128": 1, "64": 1, "32": 1}
+    assert converted.details["quantized_linear_modules"] == 3

@@ -13,6 +13,7 @@ torch >= 2.11. What each precision needs, read from torchao's source:
   torchao 0.18 keeps its CPU layout in ``torchao.prototype.quantization.int4``:
   ``PrototypeInt4WeightOnlyConfig(group 128)`` packs for torch's ``_weight_int4pack_mm_for_cpu``
   (``Int4OpaqueTensor``), bf16 activations (fp32 ones run that kernel 6x slower than fp32 matmul here).
+  Group 128 where a layer's in-features allow, else 64, else 32 (``int4_group_sizes`` in the details).
 - ``int4-hqq`` the same int4 kernels with HQQ's calibration-free half-quadratic qparams
   (``int4_choose_qparams_algorithm="hqq"``): CUDA >= 8.0 (tile_packed_to_4d) and CPU (the prototype config).
 - ``fp8-dyn``  ``Float8DynamicActivationFloat8WeightConfig(PerRow)``: e4m3 through ``torch._scaled_mm``,
@@ -27,6 +28,7 @@ silently): the same layers for every torchao precision, counted in the record's 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.metadata
@@ -44,6 +46,7 @@ MIN_TORCHAO = (0, 17)
 MIN_TORCH = (2, 11)
 INSTALL_HINT = "install energybench[backends] for torchao (pip install 'torchao>=0.17')"
 INT4_GROUP_SIZE = 128
+INT4_GROUP_SIZES = (128, 64, 32)  # the largest that divides a layer's in-features (the kernels take these)
 KERNEL_MULTIPLE = 16
 MIN_CAPABILITY = {"int8-dyn": (8, 0), "int4-wo": (8, 0), "int4-hqq": (8, 0), "fp8-dyn": (8, 9)}
 WHY_CAPABILITY = {
@@ -199,6 +202,29 @@ def compiles(precision: str, device: torch.device) -> bool:
     return precision in COMPILED_ON_CUDA and device.type == "cuda"
 
 
+def quantize_int4_groups(
+    model: nn.Module, precision: str, device: torch.device, filter_fn: Callable[[nn.Module, str], bool]
+) -> dict[str, int]:
+    """int4 with group 128 where a layer's in-features allow, else 64, else 32 (SmolLM2's 960-wide
+    projections take 64): {group size: layers}. torchao leaves a layer whose width the group does not
+    divide unquantized, silently, so each group size takes only the layers it divides."""
+    quantization = import_torchao()
+    done: set[str] = set()
+    groups: dict[str, int] = {}
+    for group in INT4_GROUP_SIZES:
+        chosen = {
+            fqn
+            for fqn, module in model.named_modules()
+            if fqn not in done and filter_fn(module, fqn) and module.in_features % group == 0
+        }
+        if chosen:
+            config = dataclasses.replace(config_for(precision, device), group_size=group)
+            quantization.quantize_(model, config, filter_fn=lambda module, fqn, chosen=chosen: fqn in chosen)
+            done |= chosen
+            groups[str(group)] = len(chosen)
+    return groups
+
+
 def quantize(
     model: nn.Module,
     precision: str,
@@ -213,7 +239,10 @@ def quantize(
     model.to(device=device, dtype=dtype).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torchao's notes on layers it leaves alone
-        quantization.quantize_(model, config_for(precision, device), filter_fn=filter_fn)
+        if precision in INT4:
+            groups = quantize_int4_groups(model, precision, device, filter_fn)
+        else:
+            quantization.quantize_(model, config_for(precision, device), filter_fn=filter_fn)
     quantized, linears = count_quantized(model)
     details = {
         "torchao": importlib.metadata.version("torchao"),
@@ -224,6 +253,8 @@ def quantize(
         "conv1d_converted_to_linear": converted,
         "compiled": compiles(precision, device),
     }
+    if precision in INT4:
+        details["int4_group_sizes"] = groups
     if compiles(precision, device):
         model = torch.compile(model, mode=COMPILE_MODE)
         details["compile_mode"] = COMPILE_MODE
