@@ -73,6 +73,9 @@ def test_causal_lm_agreement_and_kl_are_traced_against_fp32(suite):
     buckets = by[("fp32", "perplexity")]["details"]["perplexity_by_position"]
     assert [b["label"] for b in buckets] == ["0-127", "128-511", "512+"]
     assert sum(b["tokens"] for b in buckets) == by[("fp32", "perplexity")]["details"]["scored_tokens"]
+    assert cli.main(["report", "latest", "--reports-dir", str(suite.path / "reports")]) == 0
+    [folder] = (suite.path / "reports" / "runs").glob("*/report")
+    assert (folder / "perplexity-by-position-gpt2.png").is_file()  # one figure in the report
 
 
 FORCED_FALLBACK = """

@@ -299,3 +299,26 @@ def generation(run: Run, frame: pd.DataFrame, model: str) -> Figure:
 
 def has_generation(run: Run, model: str) -> bool:
     return any(r.model == model and r.metric in GENERATION_METRICS for r in run.records)
+
+
+def perplexity_by_position(positions: pd.DataFrame, frame: pd.DataFrame, model: str) -> Figure:
+    """Perplexity per bucket of token position inside the window, one bar per precision x backend:
+    long-context damage shows in the last buckets even when the total barely moves."""
+    rows = positions[positions["model"] == model].sort_values("first")
+    figure = draw.new_figure(8, 4)
+    figure.suptitle(f"{model}: perplexity by token position in the window (lower is better)")
+    ax = figure.add_subplot()
+    buckets = list(dict.fromkeys(rows["bucket"]))
+    variants = list(dict.fromkeys(zip(rows["precision"], rows["backend"], strict=True)))
+    width = 0.8 / max(len(variants), 1)
+    for i, (precision, backend) in enumerate(variants):
+        own = rows[(rows["precision"] == precision) & (rows["backend"] == backend)].set_index("bucket")
+        heights = [own["perplexity"].get(b, np.nan) for b in buckets]
+        label = precision if backend == BACKENDS[0] else f"{precision} ({backend})"
+        ax.bar(np.arange(len(buckets)) + i * width, heights, width, label=label)
+    tokens = rows.drop_duplicates("bucket").set_index("bucket")["tokens"]
+    ax.set_xticks(np.arange(len(buckets)) + width * (len(variants) - 1) / 2)
+    ax.set_xticklabels([f"positions {b}\n({tokens[b]:,} tokens)" for b in buckets])
+    ax.set_ylabel("perplexity")
+    ax.legend(fontsize="small")
+    return draw.stamp(figure, frame)

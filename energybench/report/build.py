@@ -79,8 +79,9 @@ def history_runs(folder: Path, run: Run) -> list[Run]:
 
 
 def answer_jobs(run: Run, frame: pd.DataFrame) -> list[FigureJob]:
-    """Per model: the Pareto front, precision x backend, cost against batch size and generation."""
-    jobs = []
+    """Per model: the Pareto front, precision x backend, cost against batch size, perplexity by
+    position and generation."""
+    jobs, positions = [], tidy.position_frame(run)
     for model in sorted(frame["model"].unique()):
         jobs += [
             FigureJob(
@@ -107,6 +108,17 @@ def answer_jobs(run: Run, frame: pd.DataFrame) -> list[FigureJob]:
                 answer=True,
             ),
         ]
+        if model in set(positions["model"]):
+            jobs.append(
+                FigureJob(
+                    f"perplexity-by-position-{model}",
+                    f"{model}: perplexity by token position",
+                    "WikiText-2 perplexity of the tokens at positions 0-127, 128-511 and 512+ inside their window, "
+                    "per precision, from the same perplexity pass (token-weighted).",
+                    lambda m=model: answer_figures.perplexity_by_position(positions, frame, m),
+                    answer=True,
+                )
+            )
         if answer_figures.has_generation(run, model):
             jobs.append(
                 FigureJob(

@@ -177,6 +177,29 @@ def source_labels(frame: pd.DataFrame) -> list[str]:
     return sorted(labels)
 
 
+POSITION_COLUMNS = ("model", "precision", "backend", "bucket", "first", "tokens", "perplexity")
+
+
+def position_frame(run: Run) -> pd.DataFrame:
+    """Perplexity by token position inside the window (the quality pass's buckets), one row per bucket."""
+    rows = [
+        {
+            "model": r.model,
+            "precision": r.precision,
+            "backend": r.backend,
+            "bucket": bucket["label"],
+            "first": bucket["first"],
+            "tokens": bucket["tokens"],
+            "perplexity": bucket["perplexity"],
+        }
+        for r in run.records
+        if r.metric == "perplexity" and r.value is not None
+        for bucket in r.details.get("perplexity_by_position") or ()
+        if bucket.get("perplexity") is not None
+    ]
+    return pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
+
+
 def layer_frame(run: Run) -> pd.DataFrame:
     """One row per layer and per layer type (``level``), energy and impact side by side, with the
     level's correlation (columns and rows from ``energybench.layers.flatten``, as in ``layers.csv``)."""
