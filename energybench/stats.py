@@ -3,6 +3,7 @@
 - ``bootstrap_ci``: the one percentile bootstrap (scipy.stats.bootstrap), independent or paired
   samples, seeded, so the same data give the same interval;
 - ``mean_ci95``: the normal-approximation 95 % CI of a mean (per-sample KL, paired differences);
+- ``binomial_ci``: the exact (Clopper-Pearson) CI of a proportion (flips);
 - ``mcnemar_exact_p``: McNemar's exact test, a binomial test of the discordant pairs at p = 1/2;
 - ``welch_log_ratio``: Welch's t on the logarithms of two samples, the CI of their ratio
   (Kalibera & Jones);
@@ -58,6 +59,16 @@ def bootstrap_ci(
         )
     low, high = (float(x) for x in result.confidence_interval)
     return None if math.isnan(low) or math.isnan(high) else (low, high)
+
+
+def binomial_ci(successes: int, trials: int) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) 95 % CI of a proportion, as fractions; (0, 1) with no trials."""
+    from scipy import stats  # deferred: heavy
+
+    if trials == 0:
+        return (0.0, 1.0)
+    interval = stats.binomtest(successes, trials).proportion_ci(CONFIDENCE, method="exact")
+    return (float(interval.low), float(interval.high))
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, tuple[float, float]]:

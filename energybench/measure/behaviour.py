@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,53 +44,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from energybench.stats import binomial_ci, bootstrap_ci
+
 POSITION_EDGES = (0, 128, 512)  # buckets [0, 128), [128, 512), [512, end of window)
 REFERENCE_BYTES_CAP = 1 << 30  # fp32's kept head inputs; past this, the top-k bracket
 TOP_K = 64
 TAIL_EPS = 1e-6  # a top-k tail mass below this is rounding (float32 log-probs), not probability
 HEAD_CHECK_NATS = 1e-3  # rebuilt fp32 log-probs must match the pass's own within this
 BOOTSTRAP_RESAMPLES = 2000
-CONFIDENCE = 0.95
 EXACT_KL = "exact: full-vocabulary KL, fp32's log-probs rebuilt from its kept output-layer inputs (float32)"
 
 
 # -- statistics --------------------------------------------------------------------------------
-def binomial_ci(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) CI of a proportion, as fractions; (0, 1) with no trials."""
-    from scipy import stats  # deferred: heavy
-
-    if trials == 0:
-        return (0.0, 1.0)
-    interval = stats.binomtest(successes, trials).proportion_ci(confidence, method="exact")
-    return (float(interval.low), float(interval.high))
-
-
-def paired_bootstrap_ci(
-    samples: Sequence[Any], statistic: Callable[..., Any], seed: int = 0, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
+def paired_bootstrap_ci(samples: Sequence[Any], statistic: Callable[..., Any], seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic(*samples, axis=-1)``, the samples resampled together
-    (``scipy.stats.bootstrap(paired=True)``). Percentile, not BCa: with a few discordant sentences
+    (``energybench.stats.bootstrap_ci``). Percentile, not BCa: with a few discordant sentences
     BCa's correction drew intervals that excluded "no change" where McNemar's exact test did not
     (3 lost / 0 gained of 872, p = 0.25), and its jackknife costs n evaluations (5,000 windows).
-    Identical outputs give the point itself."""
-    from scipy import stats  # deferred: heavy
-
+    Identical outputs (or degenerate resamples) give the point itself."""
     arrays = tuple(np.asarray(s, dtype=float) for s in samples)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # DegenerateDataWarning: identical outputs, interval = point
-        found = stats.bootstrap(
-            arrays,
-            statistic,
-            paired=True,
-            vectorized=True,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            batch=500,
-            confidence_level=confidence,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        ).confidence_interval
-    if np.isfinite(found.low) and np.isfinite(found.high):
-        return (float(found.low), float(found.high))
+    found = bootstrap_ci(arrays, statistic, paired=True, resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    if found is not None:
+        return found
     point = float(statistic(*arrays, axis=-1))
     return (point, point)
 
