@@ -101,3 +101,14 @@ def test_the_heavy_check_reads_submodules_and_packages():
     )
     found = [modules for _, _, modules in deferred_heavy_targets(source)]
     assert found == [["energybench.catalog"], ["energybench.catalog"], ["torch"]]
+
+
+def test_no_function_is_longer_than_a_screen():
+    """Functions fit on a screen (60 lines): a longer one is doing more than one job."""
+    long = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert not long, long

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -133,6 +134,89 @@ def answer_jobs(run: Run, frame: pd.DataFrame) -> list[FigureJob]:
     return jobs
 
 
+# The run-wide figures: (name, title, caption, draw) with draw taking (frame, layers).
+RUN_FIGURES: tuple[tuple[str, str, str, Callable[[pd.DataFrame, pd.DataFrame], Any]], ...] = (
+    (
+        "speed-quality",
+        "Speed vs quality trade-off",
+        "Speedup against quality loss, each vs fp32.",
+        lambda frame, layers: figures.speed_quality_tradeoff(frame),
+    ),
+    (
+        "energy-by-layer-type",
+        "Energy by layer type",
+        "Energy per sample apportioned by hook time.",
+        lambda frame, layers: layer_figures.energy_by_layer_type(layers),
+    ),
+    (
+        "impact-by-layer-type",
+        "Impact by layer type",
+        "Ablation impact score per layer type.",
+        lambda frame, layers: layer_figures.impact_by_layer_type(layers),
+    ),
+    (
+        "energy-vs-impact",
+        "Energy vs impact",
+        "Per layer, with the recorded correlations.",
+        lambda frame, layers: layer_figures.energy_vs_impact(layers),
+    ),
+    (
+        "layer-correlations",
+        "Energy / impact correlations",
+        "Spearman rho between per-layer measures.",
+        lambda frame, layers: layer_figures.correlation_heatmap(layers),
+    ),
+    (
+        "model-comparison",
+        "Model vs model",
+        "Each model's gain over its own fp32, per metric.",
+        lambda frame, layers: figures.model_comparison(frame),
+    ),
+    (
+        "metric-bars",
+        "Accuracy, latency, memory, size, emissions",
+        "By model and precision.",
+        lambda frame, layers: figures.metric_bars(frame),
+    ),
+    (
+        "accuracy-vs-latency",
+        "Accuracy vs latency",
+        "Median latency with IQR whiskers.",
+        lambda frame, layers: figures.accuracy_vs_latency(frame),
+    ),
+    (
+        "radar",
+        "Radar per model",
+        "Gain over fp32 on every measured axis; fp32 is the dashed ring.",
+        lambda frame, layers: figures.radar(frame),
+    ),
+    (
+        "emissions",
+        "Emissions per item",
+        "CO2eq per item; hatched = estimated.",
+        lambda frame, layers: figures.emissions_bars(frame),
+    ),
+    (
+        "emissions-reduction",
+        "Emissions reduction vs fp32",
+        "In %; hatched = estimated.",
+        lambda frame, layers: figures.emissions_reduction(frame),
+    ),
+    (
+        "emissions-vs-size",
+        "Emissions vs model size",
+        "Hollow markers = estimated emissions.",
+        lambda frame, layers: figures.emissions_vs_size(frame),
+    ),
+    (
+        "mixed-plan",
+        "Mixed-precision plan",
+        "Predicted vs measured quality loss and energy saving.",
+        lambda frame, layers: figures.plan_predicted_vs_measured(frame),
+    ),
+)
+
+
 def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[FigureJob]:
     frame, layers = tidy.run_frame(run), tidy.layer_frame(run)
     jobs = answer_jobs(run, frame)
@@ -147,94 +231,14 @@ def figure_jobs(run: Run, history: pd.DataFrame, baseline: Run | None) -> list[F
         for model in sorted(frame["model"].unique())
     ]
     jobs += [
-        FigureJob(
-            "speed-quality",
-            "Speed vs quality trade-off",
-            "Speedup against quality loss, each vs fp32.",
-            lambda: figures.speed_quality_tradeoff(frame),
-        ),
-        FigureJob(
-            "energy-by-layer-type",
-            "Energy by layer type",
-            "Energy per sample apportioned by hook time.",
-            lambda: layer_figures.energy_by_layer_type(layers),
-        ),
-        FigureJob(
-            "impact-by-layer-type",
-            "Impact by layer type",
-            "Ablation impact score per layer type.",
-            lambda: layer_figures.impact_by_layer_type(layers),
-        ),
-        FigureJob(
-            "energy-vs-impact",
-            "Energy vs impact",
-            "Per layer, with the recorded correlations.",
-            lambda: layer_figures.energy_vs_impact(layers),
-        ),
-        FigureJob(
-            "layer-correlations",
-            "Energy / impact correlations",
-            "Spearman rho between per-layer measures.",
-            lambda: layer_figures.correlation_heatmap(layers),
-        ),
-        FigureJob(
-            "model-comparison",
-            "Model vs model",
-            "Each model's gain over its own fp32, per metric.",
-            lambda: figures.model_comparison(frame),
-        ),
-        FigureJob(
-            "metric-bars",
-            "Accuracy, latency, memory, size, emissions",
-            "By model and precision.",
-            lambda: figures.metric_bars(frame),
-        ),
-        FigureJob(
-            "accuracy-vs-latency",
-            "Accuracy vs latency",
-            "Median latency with IQR whiskers.",
-            lambda: figures.accuracy_vs_latency(frame),
-        ),
-        FigureJob(
-            "radar",
-            "Radar per model",
-            "Gain over fp32 on every measured axis; fp32 is the dashed ring.",
-            lambda: figures.radar(frame),
-        ),
-        FigureJob(
-            "emissions",
-            "Emissions per item",
-            "CO2eq per item; hatched = estimated.",
-            lambda: figures.emissions_bars(frame),
-        ),
-        FigureJob(
-            "emissions-reduction",
-            "Emissions reduction vs fp32",
-            "In %; hatched = estimated.",
-            lambda: figures.emissions_reduction(frame),
-        ),
-        FigureJob(
-            "emissions-vs-size",
-            "Emissions vs model size",
-            "Hollow markers = estimated emissions.",
-            lambda: figures.emissions_vs_size(frame),
-        ),
-        FigureJob(
-            "mixed-plan",
-            "Mixed-precision plan",
-            "Predicted vs measured quality loss and energy saving.",
-            lambda: figures.plan_predicted_vs_measured(frame),
-        ),
+        FigureJob(name, title, caption, lambda draw=draw: draw(frame, layers))
+        for name, title, caption, draw in RUN_FIGURES
     ]
     custom = custom_metrics(frame)
     if custom:
+        caption = "Metrics your benchmarks declared with eb_record, by model and precision."
         jobs.append(
-            FigureJob(
-                "custom-metrics",
-                "Your own metrics",
-                "Metrics your benchmarks declared with eb_record, by model and precision.",
-                lambda: figures.custom_metric_bars(frame, custom),
-            )
+            FigureJob("custom-metrics", "Your own metrics", caption, lambda: figures.custom_metric_bars(frame, custom))
         )
     jobs += trend_jobs(history, frame)
     if baseline is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from energybench.catalog import METRICS
@@ -52,19 +53,21 @@ def gaps(frame: pd.DataFrame, metric: str, model: str) -> str:
 
 
 # -- one model, every metric ----------------------------------------------------------------
+def metric_panel(ax: Axes, frame: pd.DataFrame, model: str, metric: str, title: str, ylabel: str) -> pd.DataFrame:
+    """One panel of a measured metric of the model, or why it has no data; returns what it drew."""
+    rows = measured(frame, metric, model)
+    label = ylabel.format(unit=unit_label(rows))
+    panel(ax, rows, title, label, missing_reason(frame, metric, model), gaps(frame, metric, model))
+    return rows
+
+
 def overview(frame: pd.DataFrame, model: str) -> Figure:
     """Six panels for one model: latency, speedup vs fp32, energy, throughput, quality, size."""
     figure = draw.new_figure(12, 7)
     figure.suptitle(f"{model}: benchmark overview by precision")
     axes = figure.subplots(2, 3).ravel()
-    latency = measured(frame, "latency", model)
-    panel(
-        axes[0],
-        latency,
-        "Latency (batch 1)",
-        f"latency ({unit_label(latency)}), median, IQR whiskers",
-        missing_reason(frame, "latency", model),
-        gaps(frame, "latency", model),
+    latency = metric_panel(
+        axes[0], frame, model, "latency", "Latency (batch 1)", "latency ({unit}), median, IQR whiskers"
     )
     speedup = relative_frame(frame, "latency")
     speedup = speedup[speedup["model"] == model]
@@ -81,45 +84,13 @@ def overview(frame: pd.DataFrame, model: str) -> Figure:
     )
     if not speedup.empty:
         axes[1].axhline(1.0, color="#888888", linewidth=0.8, linestyle="--")
-    energy = measured(frame, "energy", model)
-    panel(
-        axes[2],
-        energy,
-        "Energy per item",
-        f"energy ({unit_label(energy)})",
-        missing_reason(frame, "energy", model),
-        gaps(frame, "energy", model),
-    )
+    energy = metric_panel(axes[2], frame, model, "energy", "Energy per item", "energy ({unit})")
     if not energy.empty:
         draw.basis_legend(axes[2], energy["energy_basis"])
-    throughput = measured(frame, "throughput", model)
-    panel(
-        axes[3],
-        throughput,
-        "Throughput",
-        f"throughput ({unit_label(throughput)}), IQR whiskers",
-        missing_reason(frame, "throughput", model),
-        gaps(frame, "throughput", model),
-    )
+    metric_panel(axes[3], frame, model, "throughput", "Throughput", "throughput ({unit}), IQR whiskers")
     metric = quality_metric(frame, model)
-    quality = measured(frame, metric, model)
-    panel(
-        axes[4],
-        quality,
-        metric.capitalize(),
-        QUALITY_LABELS[metric],
-        missing_reason(frame, metric, model),
-        gaps(frame, metric, model),
-    )
-    size = measured(frame, "size", model)
-    panel(
-        axes[5],
-        size,
-        "Model size",
-        f"size ({unit_label(size)})",
-        missing_reason(frame, "size", model),
-        gaps(frame, "size", model),
-    )
+    metric_panel(axes[4], frame, model, metric, metric.capitalize(), QUALITY_LABELS[metric])
+    metric_panel(axes[5], frame, model, "size", "Model size", "size ({unit})")
     return draw.stamp(figure, frame[frame["model"] == model])
 
 
