@@ -162,3 +162,30 @@ def test_hand_mapped_architectures_keep_their_own_rules(request, name):
     assert kind in layers.HAND_MAPPED and layers.mapping_for(model) == layers.MAPPINGS[kind]
     expected = [(u.name, u.layer_type, u.ablation) for u in layers.units(model, layers.MAPPINGS[kind])]
     assert [(u.name, u.layer_type, u.ablation) for u in layers.units(model)] == expected
+
+
+def test_the_suite_runs_the_layer_study_and_the_mixed_plan_on_a_local_llama(suite, word_tokenizer):
+    """As a user would: a Llama checkpoint saved with save_pretrained, no mapping written."""
+    import json
+
+    config = transformers.LlamaConfig(**{**SIZES, **GQA, "vocab_size": len(word_tokenizer)})
+    torch.manual_seed(0)
+    checkpoint = suite.path.parent / f"{suite.path.name}-tiny-llama"
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(checkpoint)
+    word_tokenizer.save_pretrained(checkpoint)
+    result = suite.runpytest_subprocess(
+        "benchmarks",
+        *("--model-path", str(checkpoint), "--precision", "fp32,mixed", "--meters", "none"),
+        *("--metric", "perplexity,layer-energy,impact", "--impact-samples", "6", "--max-samples", "8"),
+        *("--perplexity-budget", "mixed=1000", "--rounds", "3", "--blocks", "1", "--warmup-rounds", "1"),
+        *("--seq-len", "32", "--batch-size", "4", "-p", "no:cacheprovider"),
+    )
+    assert "no layer-type mapping" not in result.stdout.str()
+    result.assert_outcomes(passed=6)
+    [run] = [json.loads(p.read_text()) for p in (suite.path / "reports" / "runs").glob("*/run.json")]
+    records = {(r["precision"], r["metric"]): r for r in run["records"]}
+    units = {row["layer"]: row["layer_type"] for row in records["fp32", "layer-energy"]["details"]["per_layer"]}
+    assert units["model.rotary_emb"] == "rotary" and units["model.layers.1.self_attn"] == "attention"
+    impact = {row["layer"]: row for row in records["fp32", "impact"]["details"]["per_layer"]}
+    assert impact["model.layers.0.mlp"]["ablation"] == "skip-residual" and impact["model.layers.0.mlp"]["kl_mean"] > 0
+    assert records["mixed", "perplexity"]["details"]["plan"]["quantize"] is not None
