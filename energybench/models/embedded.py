@@ -59,6 +59,7 @@ class Recipe:
     dropout: float = 0.1  # GPT-2's default (residual, embedding and attention dropout)
     positions: str = "random"  # GPT-2 position embeddings start random, or "sinusoidal" (see sinusoidal_positions)
     kv_heads: int | None = None  # Llama: key/value heads (grouped-query attention); None elsewhere
+    batching: str | None = None  # classifiers: None (random batches) or "length-bucketed" (see bucketed_batches)
 
     def hash(self) -> str:
         """Every field and the recipe format; a field left at None is left out, so adding an optional
@@ -242,7 +243,8 @@ def train(recipe: Recipe, progress: Progress) -> tuple[Any, Any, float, Any]:
         loss = train_causal_lm(model, tokenizer, text, block_size=recipe.max_len, **common)
     else:
         examples, file = data.sst2(recipe.train_data.removeprefix("sst2-").removesuffix(".tsv"))
-        loss = fine_tune_classifier(model, tokenizer, examples, max_len=recipe.train_len, **common)
+        bucketed = recipe.batching == "length-bucketed"
+        loss = fine_tune_classifier(model, tokenizer, examples, max_len=recipe.train_len, bucketed=bucketed, **common)
     return model, tokenizer, loss, file
 
 
@@ -493,21 +495,28 @@ def fine_tune_classifier(
     max_len: int = 64,
     weight_decay: float = 0.01,
     warmup: float = 0.1,
+    bucketed: bool = False,
     progress: Progress | None = None,
 ) -> float:
     """Fine-tune a sequence classifier on (sentence, label) pairs for ``steps`` batches.
 
-    Batches are drawn by a seeded shuffle (epoch after epoch) and padded to their longest
-    sentence. The tokenizer needs a pad token. Returns the mean train loss of the last steps.
+    Batches are drawn by a seeded shuffle (epoch after epoch), of sentences of about one length
+    when ``bucketed``, and padded to their longest sentence. The tokenizer needs a pad token.
+    Returns the mean train loss of the last steps.
     """
     import torch  # deferred: heavy
 
     torch.manual_seed(seed)  # dropout
     labels = torch.tensor([label for _, label in examples])
     optimizer, schedule = optimizer_and_schedule(model, steps, lr, weight_decay, warmup)
+    if bucketed:
+        encoded = tokenizer([s for s, _ in examples], truncation=True, max_length=max_len)["input_ids"]
+        batches = bucketed_batches([len(ids) for ids in encoded], batch_size, seed)
+    else:
+        batches = shuffled_batches(len(examples), batch_size, seed)
     model.train()
     recent: list[float] = []
-    for step, rows in zip(range(steps), shuffled_batches(len(examples), batch_size, seed)):
+    for step, rows in zip(range(steps), batches):
         batch = tokenizer(
             [examples[i][0] for i in rows], truncation=True, max_length=max_len, padding=True, return_tensors="pt"
         )
@@ -562,6 +571,28 @@ def shuffled_batches(count: int, batch_size: int, seed: int) -> Iterator[list[in
         order = torch.randperm(count, generator=generator).tolist()
         for i in range(0, count - batch_size + 1, batch_size):
             yield order[i : i + batch_size]
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, seed: int, pool: int = 50) -> Iterator[list[int]]:
+    """Endless batches of rows of about one length: each epoch a seeded permutation, cut into pools of
+    ``pool`` batches, each pool sorted by length and cut into batches, the batches shuffled.
+
+    Random batches of SST-2 train pad its 11-token sentences to about 34 tokens (their longest); a
+    batch of like lengths pads little, so a step costs about a third as much and the same time
+    trains on about three times the sentences."""
+    import torch  # deferred: heavy
+
+    generator = torch.Generator().manual_seed(seed)
+    if len(lengths) < batch_size:
+        raise ValueError(f"{len(lengths)} examples are fewer than one batch of {batch_size}")
+    while True:
+        order = torch.randperm(len(lengths), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(order), pool * batch_size):
+            chunk = sorted(order[start : start + pool * batch_size], key=lengths.__getitem__)
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+        for index in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[index]
 
 
 def take_step(loss: Any, optimizer: Any, schedule: Any, model: Any, recent: list[float]) -> list[float]:
