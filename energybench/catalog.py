@@ -438,7 +438,8 @@ PRECISION_GROUPS = {
 METERS = ("nvml", "rapl", "codecarbon")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("auto", "hub", "path", "embedded", "shape-only")
-MODELS = ("distilbert", "gpt2", "bert-base")  # the registry (energybench.models.registry) holds their specs
+# the registry (energybench.models.registry) holds their specs
+MODELS = ("distilbert", "gpt2", "bert-base", "smollm2", "smollm2-360m")
 CUSTOM_MODEL = "custom"  # the name of a --model-path checkpoint that is not named after a registered model
 
 INT8, INT4, FP8 = ("int8", "int8-wo", "int8-dyn", "int8-static", "int8-bnb"), ("int4-wo",), ("fp8-dyn",)

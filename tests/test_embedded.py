@@ -1,6 +1,7 @@
 """The embedded default: recipes, deterministic builds, the atomic on-disk cache."""
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -20,9 +21,18 @@ def test_recipe_hash_is_stable_and_covers_every_field():
     int(recipe.hash(), 16)
     for field in dataclasses.fields(Recipe):
         value = getattr(recipe, field.name)
-        changed = value + "x" if isinstance(value, str) else value * 2 + 1
+        changed = value + "x" if isinstance(value, str) else 1 if value is None else value * 2 + 1
         assert recipe.scaled(**{field.name: changed}).hash() != recipe.hash(), field.name
-    assert len({r.hash() for r in RECIPES.values()}) == 3
+    assert len({r.hash() for r in RECIPES.values()}) == len(RECIPES) == 4
+
+
+def test_an_optional_field_left_at_none_keeps_the_hash_of_recipes_written_before_it():
+    """Adding ``kv_heads`` (the Llama recipe's) must not rebuild the GPT-2 and DistilBERT caches."""
+    recipe = RECIPES["gpt2"]
+    assert recipe.kv_heads is None
+    before = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "kv_heads"}
+    canonical = json.dumps({"format": embedded.RECIPE_FORMAT, **before}, sort_keys=True)
+    assert recipe.hash() == hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 @pytest.mark.slow  # a model build, a browser or a fresh process
@@ -85,8 +95,27 @@ def test_gpt2_tokenizer_round_trips_and_the_model_generates_logits(tmp_path):
     assert logits.shape == (1, len(ids), len(built.tokenizer))
 
 
+def test_the_embedded_llama_is_smollm2s_architecture_with_gpt2s_tokenizer(tmp_path):
+    recipe = RECIPES["smollm2"].scaled(**TINY, max_len=32)
+    built = load_or_build("smollm2", recipe, cache_dir=tmp_path)
+    config = built.model.config
+    assert type(built.model).__name__ == "LlamaForCausalLM" and config.model_type == "llama"
+    assert (config.num_attention_heads, config.num_key_value_heads) == (2, RECIPES["smollm2"].kv_heads)
+    assert built.model.lm_head.weight is built.model.model.embed_tokens.weight  # tied, as SmolLM2's
+    assert config.eos_token_id == config.pad_token_id == built.tokenizer.eos_token_id
+    gpt2 = RECIPES["gpt2"]  # the same tokenizer as the embedded GPT-2: their perplexities compare per token
+    assert (gpt2.train_data, gpt2.vocab_size) == (RECIPES["smollm2"].train_data, RECIPES["smollm2"].vocab_size)
+    assert embedded.train_tokenizer(gpt2.scaled(vocab_size=300)).get_vocab() == built.tokenizer.get_vocab()
+    ids = built.tokenizer("The game 's battle system is <unk> .")["input_ids"]
+    with torch.no_grad():
+        logits = built.model(input_ids=torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), len(built.tokenizer)) and torch.isfinite(logits).all()
+    info = json.loads((built.path / BUILD_INFO).read_text())
+    assert info["recipe"]["arch"] == "llama" and info["data_file"] == "wikitext2-wiki.valid.tokens"
+
+
 def test_unknown_name():
-    with pytest.raises(KeyError, match="known: distilbert, bert-base, gpt2"):
+    with pytest.raises(KeyError, match="known: distilbert, bert-base, gpt2, smollm2"):
         embedded.load_or_build("llama")
 
 

@@ -112,3 +112,77 @@ def test_path_with_unsupported_task(gpt2_checkpoint):
 def test_path_task_mismatch(gpt2_checkpoint):
     with pytest.raises(ModelSourceError, match="is a causal-lm model, not sequence-classification"):
         resolve_path("custom", gpt2_checkpoint, "sequence-classification")
+
+
+@pytest.fixture
+def llama_checkpoint(tmp_path, word_tokenizer):
+    """A tiny Llama saved as SmolLM2 is published: tied head, grouped-query attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(word_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    folder = tmp_path / "tiny-smollm2"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    word_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_smollm2_from_the_hub_cache_loads_offline_by_the_real_loading_code(offline, llama_checkpoint):
+    populate_hub_cache(offline, "HuggingFaceTB/SmolLM2-135M", llama_checkpoint)
+    script = (
+        "import torch\n"
+        "from energybench.models import registry as models\n"
+        "source = models.resolve(models.REGISTRY['smollm2'], 'auto')\n"
+        "loaded = models.load(source)\n"
+        "ids = loaded.tokenizer('a gripping , funny film', return_tensors='pt')['input_ids']\n"
+        "tied = loaded.model.lm_head.weight is loaded.model.model.embed_tokens.weight\n"
+        "print(source.kind, source.checkpoint, source.revision, type(loaded.model).__name__, tied,\n"
+        "      tuple(loaded.model(input_ids=ids).logits.shape[1:]) == (ids.shape[1], loaded.model.config.vocab_size))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
+    assert done.stdout.split() == ["hub", "HuggingFaceTB/SmolLM2-135M", HUB_SHA, "LlamaForCausalLM", "True", "True"], (
+        done.stderr
+    )
+
+
+def test_smollm2_offline_falls_back_to_its_embedded_llama_and_says_so(offline):
+    for name in ("smollm2", "smollm2-360m"):
+        source = resolve(REGISTRY[name], "auto")
+        assert (source.kind, source.checkpoint, source.model) == ("embedded", "embedded:smollm2", name)
+        note = f"llama trained by energybench on wikitext2-wiki.valid.tokens; NOT the published {REGISTRY[name].hub_id}"
+        assert note in source.note
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes", "millions"),
+    [("smollm2", (30, 576, 9, 3, 1536), 134.5), ("smollm2-360m", (32, 960, 15, 5, 2560), 361.8)],
+)
+def test_smollm2_shape_only_has_the_published_llama_sizes(name, sizes, millions):
+    spec = REGISTRY[name]
+    config = models.published_config(spec)
+    got = (
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.intermediate_size,
+    )
+    assert got == sizes and config.vocab_size == 49152 and config.tie_word_embeddings
+    assert config.rope_parameters["rope_theta"] == 100000.0 and config.model_type == "llama"
+    with torch.device("meta"):  # the parameter count without allocating the weights
+        model = models.model_class(spec.task).from_config(config)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, abs=0.1)
+    if name == "smollm2":  # the shape-only source itself, once (135 M weights)
+        loaded = models.load(resolve(spec, "shape-only"))
+        assert type(loaded.model).__name__ == "LlamaForCausalLM" and loaded.tokenizer is None

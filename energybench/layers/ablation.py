@@ -96,11 +96,14 @@ def kl_per_sample(reference: Outputs, other: Outputs) -> torch.Tensor:
 
 @contextmanager
 def ablated(unit: Unit) -> Iterator[None]:
-    """The unit's output replaced while inside: its input (identity) or zeros (skip-residual, zero-output)."""
+    """The unit's output replaced while inside: its input (identity), zeros (skip-residual, zero-output),
+    or a rotary embedding's (cos, sin) as (1, 0) (no-rotation: the positions removed, nothing else)."""
 
     def replace(module: nn.Module, args: tuple, output: Any) -> Any:
         if unit.ablation == "identity":
             return args[0]
+        if unit.ablation == "no-rotation":
+            return unrotated(unit, output)
         if isinstance(output, tuple):
             return (torch.zeros_like(output[0]), *output[1:])
         return torch.zeros_like(output)
@@ -110,6 +113,16 @@ def ablated(unit: Unit) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def unrotated(unit: Unit, output: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(output, tuple) and len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output)):
+        raise ValueError(
+            f"ablation: {unit.name} ({type(unit.module).__name__}) does not return (cos, sin), so no-rotation cannot "
+            "apply; give it another ablation with energybench.layers.extend_mapping"
+        )
+    cos, sin = output
+    return torch.ones_like(cos), torch.zeros_like(sin)
 
 
 def quality_delta(task: str, reference: float, other: float) -> float:

@@ -6,6 +6,12 @@ leaf module (an uncovered leaf is an error, never a silent "other"), and they in
 done in non-leaf forwards (the attention matmuls and softmax live in the attention module's
 own forward, not in a leaf). What no unit covers (residual adds, mask building, pooling glue)
 is reported as its own ``unattributed`` row: end-to-end time minus the sum of unit times.
+
+Rules come from a hand mapping (distilbert, gpt2, bert, whose results stay as they were) or, for
+any other architecture, from its module structure (``derived_mapping``): attention blocks
+(``*Attention``), MLP blocks (``*MLP``), norms (``*RMSNorm``, ``*LayerNorm``), token and position
+embeddings, rotary embeddings, dropout and the LM head. So Llama, Qwen2/3, Mistral, Gemma 2/3,
+Phi-3, OPT and GPT-NeoX need no mapping written.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from energybench.errors import UsageError
 from energybench.layers.rows import HookOverhead, LayerTable, SumCheck, TypeRow, UnitRow
 from energybench.measure.workloads import synchronize
 
-LAYER_TYPES = ("embeddings", "attention", "ffn", "layernorm", "classifier", "lm-head", "dropout")
-ABLATIONS = ("skip-residual", "identity", "zero-output")
+LAYER_TYPES = ("embeddings", "attention", "ffn", "layernorm", "rotary", "classifier", "lm-head", "dropout")
+ABLATIONS = ("skip-residual", "identity", "zero-output", "no-rotation")
 UNATTRIBUTED = "unattributed"
 
 
@@ -40,7 +46,9 @@ class Rule:
 
     ``ablation`` says how the unit is removed: ``skip-residual`` (its output is a residual
     branch, zeroing it leaves the skip path alone), ``identity`` (output = input) or
-    ``zero-output`` (output set to zeros: nothing better is possible).
+    ``zero-output`` (output set to zeros: nothing better is possible) or ``no-rotation`` (a rotary
+    embedding's (cos, sin) set to (1, 0): every position rotated by zero, so attention loses the
+    token positions and nothing else).
     """
 
     pattern: str
@@ -98,9 +106,103 @@ MAPPINGS: dict[str, list[Rule]] = {
 }
 
 
+HAND_MAPPED = frozenset(MAPPINGS)  # every other architecture's rules are derived from its structure
+STRUCTURE = (
+    "attention *Attention, MLP *MLP, norms *RMSNorm/*LayerNorm, embeddings, rotary *RotaryEmbedding, dropout, LM head"
+)
+ATTENTION = re.compile(r"Attention$")
+MLP = re.compile(r"(MLP|FeedForward|MoeBlock)$")
+NORM = re.compile(r"(RMSNorm|LayerNorm)$")
+ROTARY = re.compile(r"Rotary\w*Embedding$")
+EMBEDDING = re.compile(r"Embeddings?$")
+ACTIVATION_MODULES = ("torch.nn.modules.activation", "transformers.activations")
+
+
 def extend_mapping(model_type: str, extra: list[tuple[str, str, str]]) -> None:
-    """Add rules for an architecture (checked first), e.g. ``[("my_adapter", "ffn", "zero-output")]``."""
+    """Add rules for an architecture (checked first), e.g. ``[("my_adapter", "ffn", "zero-output")]``.
+
+    For an architecture without a hand mapping the rules come before those derived from its structure,
+    and a derived unit that holds a module a rule of yours names is left out, so yours wins."""
     MAPPINGS[model_type] = [*rules(*extra), *MAPPINGS.get(model_type, [])]
+
+
+def mapping_for(model: nn.Module) -> list[Rule]:
+    """The hand mapping of the model's architecture, or the user's rules and those derived from its structure."""
+    kind = model_type(model)
+    own = MAPPINGS.get(kind, [])
+    return own if kind in HAND_MAPPED else [*own, *derived_mapping(model, own)]
+
+
+def derived_mapping(model: nn.Module, first: list[Rule] | None = None) -> list[Rule]:
+    """One rule per unit, read off the module structure (outermost match wins). ``first``'s modules are left
+    to ``first``; the other parts of a block that holds one keep the block's type (``zero-output``).
+    Leaves it cannot place are left uncovered, so ``units`` names them."""
+    names = [name for name, _ in model.named_modules() if name]
+    claimed = [n for n in names if any(re.fullmatch(r.pattern, n) for r in first or [])]
+    heads = {id(m): kind for m, kind in io_modules(model)}
+    derived: list[Rule] = []
+    taken: list[str] = []
+    split: list[tuple[str, str]] = []  # (block, its layer type) of blocks a user rule reaches into
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(t + ".") for t in taken):
+            continue
+        kind = heads.get(id(module)) or structural_kind(module) or loose_kind(model, name, module)
+        if any(c == name or c.startswith(name + ".") for c in claimed):
+            split += [(name, kind[0])] if kind else []
+            continue
+        block = next((k for n, k in reversed(split) if name.startswith(n + ".")), None)
+        if kind is None and block and not list(module.children()):
+            kind = block, "zero-output"
+        if kind is not None:
+            derived.append(Rule(re.escape(name), *kind))
+            taken.append(name)
+    return derived
+
+
+def io_modules(model: nn.Module) -> list[tuple[nn.Module, tuple[str, str]]]:
+    """The token embedding and the LM head, as the model itself names them."""
+    found = []
+    for getter, kind in (("get_input_embeddings", "embeddings"), ("get_output_embeddings", "lm-head")):
+        try:
+            module = getattr(model, getter)() if hasattr(model, getter) else None
+        except (NotImplementedError, AttributeError):
+            module = None
+        if isinstance(module, nn.Module):
+            found.append((module, (kind, "zero-output")))
+    return found
+
+
+def structural_kind(module: nn.Module) -> tuple[str, str] | None:
+    """(layer type, ablation) from the module's class: a pre-norm (or post-norm) residual branch is skipped."""
+    cls = type(module).__name__
+    if ROTARY.search(cls):
+        return "rotary", "no-rotation"
+    if ATTENTION.search(cls):
+        return "attention", "skip-residual"  # x + attn(norm(x)): a zero branch leaves the skip path
+    if MLP.search(cls):
+        return "ffn", "skip-residual"
+    if NORM.search(cls):
+        return "layernorm", "identity"
+    if isinstance(module, nn.Embedding) or EMBEDDING.search(cls):
+        return "embeddings", "zero-output"  # token or learned position embeddings
+    if isinstance(module, nn.Dropout) or cls.endswith("Dropout"):
+        return "dropout", "identity"
+    return None
+
+
+def loose_kind(model: nn.Module, name: str, module: nn.Module) -> tuple[str, str] | None:
+    """An FFN written out in its decoder layer (OPT: fc1, activation, fc2 beside the attention block):
+    the projection back to the model's width is the residual branch, the others feed it. A projection
+    may hold children (torch.ao's int8 Linear holds its packed weights)."""
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    if not any(ATTENTION.search(type(child).__name__) for child in parent.children()):
+        return None
+    if type(module).__module__ in ACTIVATION_MODULES and not list(module.children()):
+        return "ffn", "identity"
+    if hasattr(module, "out_features"):
+        width = getattr(getattr(model, "config", None), "hidden_size", None)
+        return ("ffn", "skip-residual") if module.out_features == width else ("ffn", "zero-output")
+    return None
 
 
 @dataclass(frozen=True)
@@ -118,12 +220,8 @@ def model_type(model: nn.Module) -> str:
 def units(model: nn.Module, mapping: list[Rule] | None = None) -> list[Unit]:
     """The outermost matched modules of ``model``; LayerMappingError if a leaf is left uncovered."""
     kind = model_type(model)
-    mapping = mapping if mapping is not None else MAPPINGS.get(kind)
-    if mapping is None:
-        raise LayerMappingError(
-            f"layers: no layer-type mapping for architecture {kind!r}; known: "
-            f"{', '.join(MAPPINGS)}; add one with energybench.layers.extend_mapping"
-        )
+    derived = mapping is None and kind not in HAND_MAPPED
+    mapping = mapping if mapping is not None else mapping_for(model)
     found: list[Unit] = []
     for name, module in model.named_modules():
         if any(name.startswith(u.name + ".") for u in found):
@@ -132,9 +230,10 @@ def units(model: nn.Module, mapping: list[Rule] | None = None) -> list[Unit]:
         if rule is not None:
             found.append(Unit(name, rule.layer_type, rule.ablation, module))
         elif name and not list(module.children()) and not is_quantization_glue(module):
+            how = f"its structure ({STRUCTURE}) does not say" if derived else "no layer-type rule matches"
             raise LayerMappingError(
-                f"layers: leaf module {name!r} ({type(module).__name__}) of {kind} matches no "
-                "layer-type rule; add one with energybench.layers.extend_mapping"
+                f"layers: leaf module {name!r} ({type(module).__name__}) of {kind}: {how} which layer type it is; "
+                f"add a rule with energybench.layers.extend_mapping({kind!r}, [(pattern, layer_type, ablation)])"
             )
     return found
 

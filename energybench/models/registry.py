@@ -16,7 +16,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,23 @@ class ModelSpec:
     name: str
     task: str
     hub_id: str
-    architecture: str  # transformers config class family: distilbert | bert | gpt2
+    architecture: str  # transformers config class family: distilbert | bert | gpt2 | llama
     description: str
+    published: dict[str, Any] = field(default_factory=dict)  # the published config where transformers'
+    # default config is another model (LlamaConfig() is Llama-2 7B); shape-only builds from it
+    embedded: str | None = None  # the embedded recipe, when not the model's own name
+
+
+# SmolLM2's published config.json (HuggingFaceTB/SmolLM2-135M and -360M): Llama architecture, tied head
+SMOLLM2 = {
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+}
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -63,6 +78,37 @@ REGISTRY: dict[str, ModelSpec] = {
         "textattack/bert-base-uncased-SST-2",
         "bert",
         "BERT-base uncased fine-tuned on SST-2",
+    ),
+    "smollm2": ModelSpec(
+        "smollm2",
+        "causal-lm",
+        "HuggingFaceTB/SmolLM2-135M",
+        "llama",
+        "SmolLM2-135M (Llama architecture, Apache-2.0)",
+        published={
+            **SMOLLM2,
+            "hidden_size": 576,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 30,
+            "num_attention_heads": 9,
+            "num_key_value_heads": 3,
+        },
+    ),
+    "smollm2-360m": ModelSpec(
+        "smollm2-360m",
+        "causal-lm",
+        "HuggingFaceTB/SmolLM2-360M",
+        "llama",
+        "SmolLM2-360M (Llama architecture, Apache-2.0)",
+        published={
+            **SMOLLM2,
+            "hidden_size": 960,
+            "intermediate_size": 2560,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 15,
+            "num_key_value_heads": 5,
+        },
+        embedded="smollm2",  # one embedded Llama stands in for both sizes
     ),
 }
 
@@ -133,12 +179,13 @@ def resolve_hub(spec: ModelSpec) -> tuple[ModelSource | None, str]:
 
 
 def resolve_embedded(spec: ModelSpec) -> ModelSource:
-    recipe = RECIPES[spec.name]
+    name = spec.embedded or spec.name
+    recipe = RECIPES[name]
     note = (
         f"embedded default: {recipe.layers}-layer, {recipe.hidden}-wide {spec.architecture} trained by "
         f"energybench on {recipe.train_data}; NOT the published {spec.hub_id}"
     )
-    return ModelSource("embedded", spec.name, spec.task, f"embedded:{spec.name}", recipe.hash(), note)
+    return ModelSource("embedded", spec.name, spec.task, f"embedded:{name}", recipe.hash(), note)
 
 
 def resolve_shape_only(spec: ModelSpec) -> ModelSource:
@@ -297,7 +344,7 @@ def load_pretrained(source: ModelSource, progress: Callable[[str], None] | None)
 
 
 def load_embedded(source: ModelSource, progress: Callable[[str], None] | None) -> LoadedModel:
-    built = load_or_build(source.model, progress=progress)
+    built = load_or_build(source.checkpoint.removeprefix("embedded:"), progress=progress)
     details = {
         "cache_path": str(built.path),
         "built_now": built.built_now,
@@ -314,8 +361,9 @@ def published_config(spec: ModelSpec) -> Any:
         "distilbert": transformers.DistilBertConfig,
         "bert": transformers.BertConfig,
         "gpt2": transformers.GPT2Config,
+        "llama": transformers.LlamaConfig,
     }
-    config = configs[spec.architecture]()
+    config = configs[spec.architecture](**spec.published)
     if spec.task == "sequence-classification":
         config.num_labels = 2
     return config
