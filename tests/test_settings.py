@@ -27,14 +27,17 @@ def test_the_gpu_group_names_what_a_cuda_gpu_runs(tmp_path):
 
 def test_all_and_lists(tmp_path):
     s = settings(tmp_path, model="all", precision="int8,fp32", metric="latency")
-    assert s.models == ("distilbert", "gpt2", "bert-base")
+    assert s.models == ("distilbert", "gpt2", "bert-base", "smollm2", "smollm2-360m")
     assert s.precisions == ("int8", "fp32") and s.metrics == ("latency",)
 
 
 @pytest.mark.parametrize(
     "raw, message",
     [
-        ({"model": "llama"}, "--model: unknown value llama; accepted: distilbert, gpt2, bert-base, all"),
+        (
+            {"model": "llama"},
+            "--model: unknown value llama; accepted: distilbert, gpt2, bert-base, smollm2, smollm2-360m, all",
+        ),
         (
             {"precision": "int3"},
             "--precision: unknown value int3; accepted: fp32, fp16, bf16, int8, int8-wo, int8-dyn, int4-wo, "
