@@ -27,10 +27,10 @@ def test_recipe_hash_is_stable_and_covers_every_field():
 
 
 def test_an_optional_field_left_at_none_keeps_the_hash_of_recipes_written_before_it():
-    """Adding ``kv_heads`` (the Llama recipe's) must not rebuild the GPT-2 and DistilBERT caches."""
+    """Adding ``kv_heads`` (the Llama recipe's) and ``batching`` must not rebuild the embedded GPT-2's cache."""
     recipe = RECIPES["gpt2"]
-    assert recipe.kv_heads is None
-    before = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "kv_heads"}
+    assert recipe.kv_heads is None and recipe.batching is None
+    before = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in ("kv_heads", "batching")}
     canonical = json.dumps({"format": embedded.RECIPE_FORMAT, **before}, sort_keys=True)
     assert recipe.hash() == hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
