@@ -27,15 +27,14 @@ def test_recipe_hash_is_stable_and_covers_every_field():
 
 
 def test_an_optional_field_left_at_none_keeps_the_hash_of_recipes_written_before_it():
-    """Adding ``kv_heads`` (the Llama recipe's) must not rebuild the GPT-2 and DistilBERT caches."""
+    """Adding ``kv_heads`` (the Llama recipe's) and ``batching`` must not rebuild the embedded GPT-2's cache."""
     recipe = RECIPES["gpt2"]
-    assert recipe.kv_heads is None
-    before = {k: v for k, v in dataclasses.asdict(recipe).items() if v is not None}  # kv_heads, batching: later
+    assert recipe.kv_heads is None and recipe.batching is None
+    before = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in ("kv_heads", "batching")}
     canonical = json.dumps({"format": embedded.RECIPE_FORMAT, **before}, sort_keys=True)
     assert recipe.hash() == hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_build_then_load_from_cache(tmp_path):
     recipe = RECIPES["distilbert"].scaled(**TINY)
     messages = []
@@ -53,7 +52,6 @@ def test_build_then_load_from_cache(tmp_path):
         assert torch.equal(built.model(**batch).logits, again.model(**batch).logits)
 
 
-@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_builds_are_deterministic_from_the_seed(tmp_path):
     recipe = RECIPES["bert-base"].scaled(**TINY)
     one = load_or_build("bert-base", recipe, cache_dir=tmp_path / "a")
@@ -62,7 +60,6 @@ def test_builds_are_deterministic_from_the_seed(tmp_path):
         assert torch.equal(a, b), name
 
 
-@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_a_half_built_folder_is_never_loaded_but_rebuilt(tmp_path):
     recipe = RECIPES["distilbert"].scaled(**TINY)
     half = tmp_path / f"distilbert-{recipe.hash()}"
@@ -80,7 +77,6 @@ def test_a_half_built_folder_is_never_loaded_but_rebuilt(tmp_path):
     assert left == sorted([half.name, live.name])
 
 
-@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_gpt2_tokenizer_round_trips_and_the_model_generates_logits(tmp_path):
     recipe = RECIPES["gpt2"].scaled(**TINY, max_len=32)
     built = load_or_build("gpt2", recipe, cache_dir=tmp_path)
@@ -119,7 +115,6 @@ def test_unknown_name():
         embedded.load_or_build("llama")
 
 
-@pytest.mark.slow  # a model build, a browser or a fresh process
 def test_a_second_builder_of_the_same_recipe_waits_and_loads_instead_of_training_again(tmp_path):
     """Two sessions (xdist workers, parallel CI jobs) asking for the same recipe build it once."""
     import subprocess

@@ -23,11 +23,11 @@ def strided(embedded_cache):
             built = load_or_build(name, cache_dir=embedded_cache / "embedded")  # the build the benchmarks use
             ids = tokenize_long_text(built.tokenizer, text)
             context = max_positions(built.model)
-            found[name] = {
+            results = {
                 stride: perplexity(built.model, ids, context=context, stride=stride, batch_size=32, device=CPU)
                 for stride in (context // 2, context // 4)
             }
-            found[name] = {stride: result.perplexity for stride, result in found[name].items()}
+            found[name] = {stride: result.perplexity for stride, result in results.items()}
         return found[name]
 
     return of
