@@ -9,8 +9,8 @@ process RSS peak during one generation minus the RSS before the model was built;
 ``torch.save(state_dict)``. J/token needs an energy counter (RAPL or NVML): where none is readable it is
 printed as not measured, with the reason; the suite's ``generation-energy`` records it where one is.
 
-Perplexity loss: the embedded GPT-2 (trained by energybench on WikiText-2) at each precision, strided
-WikiText-2 test perplexity (``--ppl-windows`` windows), in % over fp32.
+Perplexity loss: the embedded ``--ppl-model`` (smollm2: a Llama trained by energybench on WikiText-2) at each
+precision, strided WikiText-2 test perplexity (``--ppl-windows`` windows), in % over fp32.
 
 usage: python tools/llm_quant_figures.py [--precisions fp32,int8,int8-wo,int4-wo,int4-hqq] [--layers 32]
        [--prompt 128] [--gen-tokens 16] [--rounds 3] [--ppl-windows 40]
@@ -80,8 +80,8 @@ def measure_one(precision: str, layers: int, prompt_len: int, gen_tokens: int, r
     }
 
 
-def perplexity_losses(precisions: list[str], windows: int) -> dict[str, float | str]:
-    """% perplexity increase over fp32 of the embedded GPT-2 at each precision (or the skip reason)."""
+def perplexity_losses(precisions: list[str], windows: int, model: str = "smollm2") -> dict[str, float | str]:
+    """Perplexity of the embedded ``model`` at each precision (or the skip reason)."""
     import copy
 
     import torch
@@ -92,7 +92,7 @@ def perplexity_losses(precisions: list[str], windows: int) -> dict[str, float | 
     from energybench.models import registry
     from energybench.models.precision import convert
 
-    loaded = registry.load(registry.resolve_embedded(registry.REGISTRY["gpt2"]))
+    loaded = registry.load(registry.resolve_embedded(registry.REGISTRY[model]))
     text, _ = data.wikitext2("test.tokens")
     ids = quality.tokenize_long_text(loaded.tokenizer, text)
     context = quality.max_positions(loaded.model)
@@ -121,10 +121,12 @@ def table(rows: list[dict], losses: dict, why_no_energy: str, args: argparse.Nam
     lines = [
         f"shape-only SmolLM2-360M dimensions ({args.layers} layers), batch 1, {args.prompt}-token prompt, "
         f"{args.gen_tokens} new tokens, median of {args.rounds} generations; CPU, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; perplexity: embedded GPT-2, strided WikiText-2 test, "
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; perplexity: embedded {args.ppl_model}, strided "
+        "WikiText-2 test, "
         f"{args.ppl_windows} windows",
         "",
-        "| precision | decode tokens/s | J/token | peak memory (MiB) | size (MiB) | perplexity (embedded GPT-2) "
+        "| precision | decode tokens/s | J/token | peak memory (MiB) | size (MiB) | "
+        f"perplexity (embedded {args.ppl_model}) "
         "| loss vs fp32 |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--gen-tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ppl-windows", type=int, default=40)
+    parser.add_argument("--ppl-model", default="smollm2", help="the embedded LM scored for the perplexity loss")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one precision, JSON on stdout
     args = parser.parse_args()
     if args.one:
@@ -169,7 +172,7 @@ def main() -> None:
         else:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{precision}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    losses = perplexity_losses(precisions, args.ppl_windows)
+    losses = perplexity_losses(precisions, args.ppl_windows, args.ppl_model)
     print(table(rows, losses, energy_reason(), args))
 
 
