@@ -257,14 +257,14 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
         "--meters",
         "none",
         "--metric",
-        "accuracy,layer-energy,impact,size",
+        "accuracy,layer-energy,impact,size,memory",
         "--impact-samples",
         "48",
         "--max-samples",
         "120",
         *FAST,
     )
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
         [
             "distilbert  fp32       impact  * nats  *embedded*",
@@ -294,6 +294,7 @@ def test_layer_study_and_mixed_precision_land_in_the_saved_run(suite):
     linears = {"attention": 4, "ffn": 2}  # DistilBERT: q, k, v, out / lin1, lin2; heads are one Linear each
     expected = sum(linears.get(name.rpartition(".")[2], 1) for name in plan["quantize"])
     assert records["mixed", "size"]["details"]["quantized_linear_modules"] == expected
+    assert records["mixed", "memory"]["value"] > 0  # a copy of the built plan, not a converter's (no KeyError)
     folder = next((suite.path / "reports" / "runs").iterdir())
     assert (folder / "layers.csv").read_text().startswith("model,precision,layer,layer_type")
     assert "per_layer" in (folder / "correlations.csv").read_text()

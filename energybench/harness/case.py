@@ -3,6 +3,7 @@ it skips and records. Every recorder (``energybench.harness.recorders``) measure
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from functools import cached_property
@@ -43,6 +44,15 @@ class Case:
             return self.session.prepared(spec.model, spec.precision, build, backend=spec.backend)
         except PrecisionUnsupported as error:
             self.skip(f"{self.label} on {self.session.device}: {error}")
+
+    def fresh(self) -> Prepared:
+        """A new converted copy of this case's model (memory figures). A precision a converter alone
+        cannot make (``mixed``, built from the layer study's plan) is a deep copy of the built one."""
+        spec = self.spec
+        if self.build is None:
+            return self.session.fresh(spec.model, spec.precision, spec.backend)
+        built = self.prepared
+        return dataclasses.replace(built, model=copy.deepcopy(built.model))
 
     @property
     def label(self) -> str:

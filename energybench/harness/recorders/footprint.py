@@ -26,15 +26,16 @@ def peak_memory(case: Case) -> Record:
     A throw-away copy runs first, so one-time costs (loading the source model, kernel and
     thread-pool initialisation) fall before the baseline rather than into the figure.
     """
-    session, spec, device = case.session, case.spec, case.device
-    session.release_prepared()
+    session, device = case.session, case.device
+    if case.build is None:  # a built precision (mixed) is copied from the one built, so it stays
+        session.release_prepared()
     try:
-        warm = session.fresh(spec.model, spec.precision, spec.backend)
+        warm = case.fresh()
         batch = case.input_batch(case.batch_size, warm)
         workloads.forward_call(warm.model, batch, device)()
         del warm
         baseline = workloads.memory_baseline(device)
-        fresh = session.fresh(spec.model, spec.precision, spec.backend)
+        fresh = case.fresh()
     except PrecisionUnsupported as error:
         case.skip(f"{case.label} on {device}: {error}")
     peak = workloads.peak_memory(workloads.forward_call(fresh.model, batch, device), device, baseline)

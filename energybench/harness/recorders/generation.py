@@ -142,11 +142,12 @@ class GenerationRecorder:
     def memory(self, prompt: Any) -> Record:
         """Peak memory of one generation of a fresh copy (weights, activations and the KV cache) above
         the memory in use before the copy; the kernels are warm from the timed generations."""
-        session, spec, device = self.case.session, self.case.spec, self.case.device
-        session.release_prepared()
+        session, device = self.case.session, self.case.device
+        if self.case.build is None:  # a built precision (mixed) is copied from the one built, so it stays
+            session.release_prepared()
         baseline = workloads.memory_baseline(device)
         try:
-            fresh = session.fresh(spec.model, spec.precision, spec.backend)
+            fresh = self.case.fresh()
         except PrecisionUnsupported as error:
             self.case.skip(f"{self.case.label} on {device}: {error}")
         found: list[Generation] = []
