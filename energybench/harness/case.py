@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from energybench import data
-from energybench.catalog import METRICS, variant
+from energybench.catalog import BASELINE_PRECISION, METRICS, variant
 from energybench.harness.options import Settings
 from energybench.harness.session import BenchSession, CaseSpec
 from energybench.measure import workloads
@@ -87,7 +87,7 @@ class Case:
     def fp32_test_id(self) -> str:
         """The node id of the same test at fp32 (same model, same other parameters)."""
         base, bracket, params = self.test_id.partition("[")
-        fp32 = dataclasses.replace(self.spec, precision="fp32")
+        fp32 = dataclasses.replace(self.spec, precision=BASELINE_PRECISION)
         return base + bracket + params.replace(self.spec.id, fp32.id, 1)
 
     def input_batch(

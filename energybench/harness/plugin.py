@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from energybench.catalog import ALL_PRECISIONS, METERED_METRICS, OPTIONS, Option
+from energybench.catalog import ALL_PRECISIONS, BASELINE_PRECISION, METERED_METRICS, OPTIONS, Option
 from energybench.catalog import SELECTABLE_METRICS as METRICS
 from energybench.harness import fixtures
 from energybench.harness import xdist as scaleout
@@ -181,7 +181,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.hook.pytest_deselected(items=deselected)
     # fp32 first (the baseline budgets compare with), mixed last (its plan needs the study)
     given = [*bench.settings.precisions, *ALL_PRECISIONS]
-    order = {p: (p != "fp32", p == "mixed", given.index(p)) for p in ALL_PRECISIONS}
+    order = {p: (p != BASELINE_PRECISION, p == "mixed", given.index(p)) for p in ALL_PRECISIONS}
     metric_order = {m: i for i, m in enumerate(METRICS)}
     backends = {b: i for i, b in enumerate(bench.settings.backends)}
 

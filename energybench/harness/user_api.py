@@ -226,7 +226,7 @@ class QualityBudget:
                 f"no fp32 baseline for the {name} budget: fp32 of this test was not measured in this session; "
                 "select fp32 (--precision) or pass value as a callable of eb_model"
             )
-        fp32_case = Case(session, dataclasses.replace(case.spec, precision="fp32"), fp32_id)
+        fp32_case = Case(session, dataclasses.replace(case.spec, precision=BASELINE_PRECISION), fp32_id)
         baseline = value(EbModel(fp32_case))
         session.fp32_values[(fp32_id, name)] = baseline
         return baseline

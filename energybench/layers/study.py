@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from energybench import data
+from energybench.catalog import BASELINE_PRECISION
 from energybench.layers import ablation
 from energybench.layers import plan as mixed
 from energybench.layers import units as layers
@@ -80,7 +81,7 @@ def impact_set(
     if not causal_lm:
         examples = data.sst2("validation")[0][:samples]
         return ablation.classification_set(loaded.model, loaded.tokenizer, examples, batch_size)
-    prepared = Prepared(loaded, loaded.model, "fp32", "", {}, device)
+    prepared = Prepared(loaded, loaded.model, BASELINE_PRECISION, "", {}, device)
     ids = quality.tokenize_long_text(loaded.tokenizer, quality.eval_text(prepared)[0])
     context = min(seq_len, quality.max_positions(loaded.model))
     windows = impact_samples or DEFAULT_IMPACT_SAMPLES // 8

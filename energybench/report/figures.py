@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from energybench.catalog import METRICS
+from energybench.catalog import BASELINE_PRECISION, METRICS
 from energybench.report import draw
 from energybench.report.tidy import (
     measured,
@@ -219,7 +219,7 @@ def model_comparison(frame: pd.DataFrame) -> Figure:
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric, fontsize=10)
         rows = relative_frame(frame, metric)
-        rows = rows[rows["precision"] != "fp32"]
+        rows = rows[rows["precision"] != BASELINE_PRECISION]
         if rows.empty:
             draw.not_measured(ax, missing_reason(frame, metric) + " (or no fp32 baseline)")
             continue
@@ -296,7 +296,7 @@ def radar_polygons(ax, axes_rows: dict[str, pd.DataFrame]) -> None:
     for precision in precisions:
         gains = [axes_rows[n].set_index("precision")["gain"].get(precision, np.nan) for n in names]
         closed = np.append(gains, gains[0])
-        style = {"linestyle": "--", "linewidth": 1.0} if precision == "fp32" else {"linewidth": 1.6}
+        style = {"linestyle": "--", "linewidth": 1.0} if precision == BASELINE_PRECISION else {"linewidth": 1.6}
         ax.plot(np.append(angles, angles[0]), closed, color=colors[precision], label=precision, **style)
     ax.set_xticks(angles, names, fontsize=8)
     ax.tick_params(axis="y", labelsize=6)
@@ -335,7 +335,7 @@ def precision_rank(rows: pd.DataFrame) -> dict[str, int]:
 def emissions_reduction(frame: pd.DataFrame) -> Figure:
     """Emission reduction vs fp32 in %, per model and precision; estimated values hatched."""
     rows = relative_frame(frame, "co2")
-    rows = rows[rows["precision"] != "fp32"].assign(reduction_pct=lambda r: -r["change_pct"])
+    rows = rows[rows["precision"] != BASELINE_PRECISION].assign(reduction_pct=lambda r: -r["change_pct"])
     figure = draw.new_figure(8, 4)
     figure.suptitle("Emissions reduction vs fp32 (%)")
     ax = figure.add_subplot()

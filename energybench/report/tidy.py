@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from energybench.catalog import ALL_PRECISIONS, METRICS, UNIT_DISPLAY
+from energybench.catalog import ALL_PRECISIONS, BASELINE_PRECISION, METRICS, UNIT_DISPLAY
 from energybench.layers import flatten
 from energybench.layers.rows import Plan
 from energybench.results.answer import Config, pick
@@ -136,7 +136,7 @@ def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     otherwise; ``change_pct`` is the plain change of the value; gain_lo/hi follow the IQR.
     """
     rows = measured(frame, metric)
-    base = rows[rows["precision"] == "fp32"].drop_duplicates("model").set_index("model")["value"]
+    base = rows[rows["precision"] == BASELINE_PRECISION].drop_duplicates("model").set_index("model")["value"]
     rows = rows[rows["model"].isin(base.index)].copy()
     fp32 = rows["model"].map(base)
     lower = not (metric in METRICS and METRICS[metric].higher_is_better)

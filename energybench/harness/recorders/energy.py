@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from energybench.catalog import GATED_BASES
+from energybench.catalog import BASELINE_PRECISION, GATED_BASES
 from energybench.harness.case import Case
 from energybench.measure import workloads
 from energybench.measure.energy import EnergyResult, energy_details
@@ -105,7 +105,7 @@ def energy_budget(case: Case, per_item_j: float | None, method: str) -> Budget |
     """--energy-budget: energy per item <= ratio x this test's fp32 figure; never gated on estimates."""
     spec = case.spec
     limit = case.settings.budget_for("energy", spec.model, spec.precision)
-    if limit is None or per_item_j is None or spec.precision == "fp32":
+    if limit is None or per_item_j is None or spec.precision == BASELINE_PRECISION:
         return None
     fp32_id = case.fp32_test_id()
     baseline = next(
@@ -121,4 +121,4 @@ def energy_budget(case: Case, per_item_j: float | None, method: str) -> Budget |
     ratio = per_item_j / baseline.value
     gated = method in GATED_BASES and baseline.basis in GATED_BASES  # never on an estimate
     note = "x fp32" + ("" if gated else " (estimated: not gated)")
-    return Budget("fp32", baseline.value, ratio, limit, note, passed=(ratio <= limit) or not gated)
+    return Budget(BASELINE_PRECISION, baseline.value, ratio, limit, note, passed=(ratio <= limit) or not gated)

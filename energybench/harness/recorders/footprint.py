@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND
 from energybench.harness.case import Case
 from energybench.measure import isolated, workloads
 from energybench.measure.workloads import serialized_size
@@ -67,12 +68,13 @@ def versus_fp32(case: Case, isolated: dict[str, Any]) -> dict[str, Any]:
         (
             r
             for r in case.session.records
-            if (r.model, r.precision, r.backend, r.metric) == (spec.model, "fp32", "eager", "memory")
+            if (r.model, r.precision, r.backend, r.metric)
+            == (spec.model, BASELINE_PRECISION, DEFAULT_BACKEND, "memory")
             and "peak_bytes" in r.details.get("isolated", {})
         ),
         None,
     )
-    if fp32 is None or spec.precision == "fp32" or isolated["peak_bytes"] < fp32.value:
+    if fp32 is None or spec.precision == BASELINE_PRECISION or isolated["peak_bytes"] < fp32.value:
         return {}
     base = fp32.details["isolated"]
     return {

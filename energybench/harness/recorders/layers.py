@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from energybench.catalog import BASELINE_PRECISION
 from energybench.harness.case import Case
 from energybench.harness.recorders.energy import shared_window
 from energybench.layers import ablation, study
@@ -174,7 +175,7 @@ def sensitivities(case: Case) -> dict[str, dict[str, float | None]]:
     """Per unit: quality delta with only that unit at int8 / fp16, the rest fp32 (once per model)."""
 
     def compute() -> dict[str, dict[str, float | None]]:
-        fp32 = case.session.fresh(case.spec.model, "fp32")
+        fp32 = case.session.fresh(case.spec.model, BASELINE_PRECISION)
         return study.sensitivities(fp32.model, evalset(case), case.device)
 
     return memo(case, ("sensitivity", case.spec.model), compute)
@@ -194,8 +195,8 @@ def compute_plan(case: Case) -> Plan:
     task = "causal-lm" if case.is_causal_lm else "sequence-classification"
     metric = "perplexity" if case.is_causal_lm else "accuracy"
     budget = case.settings.budget_for(metric, case.spec.model, "mixed")
-    metered = case.session.study.get(("layers", case.spec.model, "fp32", True))  # reuse a metered profile
-    fp32: study.Profiled = metered or layer_table(case, "fp32", with_energy=False)
+    metered = case.session.study.get(("layers", case.spec.model, BASELINE_PRECISION, True))  # reuse a metered profile
+    fp32: study.Profiled = metered or layer_table(case, BASELINE_PRECISION, with_energy=False)
     int8 = layer_table(case, "int8", with_energy=False).table.per_layer
     return study.plan(fp32, int8, sensitivities(case), budget, task)
 
