@@ -40,15 +40,15 @@ from energybench import data
 
 
 @pytest.mark.energybench(models=["distilbert"], precisions=["fp32", "int8"])
-def test_agreement(eb_model, eb_record, quality_budget):
+def test_share_right(eb_model, eb_record, quality_budget):
     pairs, file = data.sst2("validation")
     sentences, labels = [s for s, _ in pairs[:24]], torch.tensor([label for _, label in pairs[:24]])
     with torch.no_grad():
         inputs = eb_model.tokenizer(sentences, padding=True, truncation=True, max_length=32, return_tensors="pt")
         predicted = eb_model.model(**inputs).logits.argmax(-1)
     value = float((predicted == labels).float().mean())
-    eb_record("agreement", value, unit="fraction", higher_is_better=True, description="share right")
-    check = quality_budget.check("agreement", value, higher_is_better=True, limit="50pp")
+    eb_record("share-right", value, unit="fraction", higher_is_better=True, description="share right")
+    check = quality_budget.check("share-right", value, higher_is_better=True, limit="50pp")
     assert check.passed, check.message
 """
 
@@ -171,7 +171,7 @@ KINDS = {
 METRIC = {
     "sweep": "latency",
     "generation": "ttft",
-    "own-metric": "agreement",
+    "own-metric": "share-right",
     "failed-and-skipped": "size",
     "partial": "size",
     "checkpoint": "accuracy",
@@ -202,7 +202,7 @@ def test_every_command_reads_every_kind_of_run(kind, made, low_dpi, capsys, tmp_
         assert eb("recommend", folder, "--objective", objective, *reports) == 0
         assert capsys.readouterr().out.strip()
     assert eb("compare", folder, folder, *reports) == 0
-    worse = "-" if metric in ("accuracy", "agreement") else "+"
+    worse = "-" if metric in ("accuracy", "share-right") else "+"
     assert eb("compare", folder, folder, "--fail-on", f"{metric}:{worse}50%", *reports) == 0
     capsys.readouterr()
     assert eb("report", folder, *reports, "--out", tmp_path / "report") == 0
@@ -217,8 +217,8 @@ def test_what_each_kind_of_run_holds(made):
     sweep_shapes = {tuple(sorted(r.shape.items())) for r in loaded["sweep"].records}
     assert len(sweep_shapes) == 4 and {r.metric for r in loaded["sweep"].records} == {"latency"}
     assert {r.metric for r in loaded["generation"].records} >= {"ttft", "decode-latency", "generation-energy"}
-    assert {r.metric for r in loaded["own-metric"].records} == {"agreement"}
-    assert loaded["own-metric"].custom_metrics["agreement"]["direction"] == "higher"
+    assert {r.metric for r in loaded["own-metric"].records} == {"share-right"}
+    assert loaded["own-metric"].custom_metrics["share-right"]["direction"] == "higher"
     statuses = {(r.precision, r.metric): r.status for r in loaded["failed-and-skipped"].records}
     assert statuses[("int8", "size")] == "error" and statuses[("fp32", "energy")] == "skipped"
     assert loaded["partial"].partial and len(loaded["partial"].records) == 1
@@ -257,26 +257,26 @@ def test_custom_metrics_go_wherever_built_in_ones_go(made, low_dpi, capsys, tmp_
     run = made("own-metric")
     first, second = run.runs
     reports = ("--reports-dir", run.reports)
-    assert eb("history", "--metric", "agreement", "--precision", "int8", *reports) == 0
+    assert eb("history", "--metric", "share-right", "--precision", "int8", *reports) == 0
     assert capsys.readouterr().out.count("int8") == 2  # both runs
     assert eb("history", "--metric", "nope", *reports) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "built-in: accuracy, perplexity, latency" in err
-    assert "custom, declared by the saved runs: agreement" in err
-    assert eb("compare", first, second, "--fail-on", "agreement:-1%", *reports) == 0
-    assert "agreement" in capsys.readouterr().out
-    assert eb("compare", first, second, "--fail-on", "agreement:+1%", *reports) == 2
-    assert "agreement gets worse in the - direction" in capsys.readouterr().err
+    assert "custom, declared by the saved runs: share-right" in err
+    assert eb("compare", first, second, "--fail-on", "share-right:-1%", *reports) == 0
+    assert "share-right" in capsys.readouterr().out
+    assert eb("compare", first, second, "--fail-on", "share-right:+1%", *reports) == 2
+    assert "share-right gets worse in the - direction" in capsys.readouterr().err
     assert eb("compare", first, second, "--fail-on", "nope:+1%", *reports) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown metric 'nope'" in err and "agreement" in err
-    assert eb("recommend", second, "--objective", "latency", "--budget", "agreement:5pp", *reports) == 0
+    assert err.count("\n") == 1 and "unknown metric 'nope'" in err and "share-right" in err
+    assert eb("recommend", second, "--objective", "latency", "--budget", "share-right:5pp", *reports) == 0
     capsys.readouterr()
     assert eb("recommend", second, "--budget", "nope:5pp", *reports) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "accuracy:<points>pp or perplexity:<percent>% (built-in)" in err
-    assert "agreement:<N>pp or <N>% (this run's own metrics)" in err
+    assert err.count("\n") == 1 and "accuracy:<points>pp or perplexity:<percent>%" in err and "(built-in)" in err
+    assert "share-right:<N>pp or <N>% (this run's own metrics)" in err
     rows = list(csv.DictReader(io.StringIO((second / store.CSV_FILE).read_text())))
-    assert {r["metric"] for r in rows} == {"agreement"} and all(r["value"] for r in rows)
+    assert {r["metric"] for r in rows} == {"share-right"} and all(r["value"] for r in rows)
     report = build.build_report(second, out=tmp_path / "report", reports_dir=run.reports)
-    assert {"custom-metrics", "history-agreement"} <= {p.stem for p in report.glob("*.png")}
+    assert {"custom-metrics", "history-share-right"} <= {p.stem for p in report.glob("*.png")}

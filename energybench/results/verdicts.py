@@ -153,12 +153,15 @@ def blocks_verdict(
 
 
 def single_value_verdict(metric: Metric, a: float, b: float, limit: Limit | None, drift: Band | None = None) -> Verdict:
-    """One value a side: deterministic ones exactly, the others against a fixed band (no statistics)."""
-    change = metric.loss(b, a, "%")
+    """One value a side: deterministic ones exactly, the others against a fixed band (no statistics).
+    A baseline of 0 (no sentence flipped) has no relative change: the change is then None."""
+    change = metric.loss(b, a, "%") if a != 0 else None
     if metric.deterministic:
         same = math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        verdict = "same" if same else ("worse" if change > 0 else "better")
+        verdict = "same" if same else ("worse" if metric.loss(b, a, "pp") > 0 else "better")
         return Verdict(verdict, "single deterministic value: exact comparison", change)
+    if change is None:
+        return Verdict("inconclusive", "the baseline value is 0: no relative change to judge")
     fixed = limit.amount if limit is not None and limit.unit == "%" else SINGLE_VALUE_BAND_PCT
     band = Band(fixed, "--fail-on limit" if limit is not None and limit.unit == "%" else "fixed").widest(drift)
     verdict = "same" if abs(change) <= band.pct else ("worse" if change > 0 else "better")
