@@ -271,6 +271,12 @@ def custom_metric(name: str, facts: dict[str, str]) -> Metric:
     return Metric(name, facts["direction"], facts["unit"], facts.get("description", ""), selectable=False, custom=True)
 
 
+def directed(name: str, higher_is_better: bool) -> Metric:
+    """A metric known only by its direction (a user's ``quality_budget``, a ``--budget`` on a
+    declared metric): enough for the one loss rule, ``Metric.loss``, to judge it."""
+    return custom_metric(name, {"direction": "higher" if higher_is_better else "lower", "unit": ""})
+
+
 class MetricTable:
     """The metrics one run (or the runs of one comparison) knows: the built-ins and its own declarations.
 

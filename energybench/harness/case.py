@@ -45,6 +45,12 @@ class Case:
         except PrecisionUnsupported as error:
             self.skip(f"{self.label} on {self.session.device}: {error}")
 
+    def release_for_fresh(self) -> None:
+        """Free the session's prepared model before a memory figure of a fresh copy, unless the copy
+        is made from it (a built precision: ``mixed``)."""
+        if self.build is None:
+            self.session.release_prepared()
+
     def fresh(self) -> Prepared:
         """A new converted copy of this case's model (memory figures). A precision a converter alone
         cannot make (``mixed``, built from the layer study's plan) is a deep copy of the built one."""

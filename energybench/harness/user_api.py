@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from energybench.catalog import BASELINE_PRECISION, METRICS, Metric, MetricTable
+from energybench.catalog import BASELINE_PRECISION, METRICS, MetricTable, directed
 from energybench.harness.case import Case
 from energybench.harness.options import SettingsError
 from energybench.harness.recorders import energy, footprint, generation, layers, quality, speed
@@ -200,8 +200,7 @@ class QualityBudget:
             case.session.fp32_values[(case.test_id, name)] = measured
             return BudgetCheck(True, f"{name} fp32 {measured:.4f} is the baseline", None)
         baseline = self.fp32_value(name, value)
-        judged = Metric(name, "higher" if higher_is_better else "lower", "", "", selectable=False, custom=True)
-        lost = judged.loss(measured, baseline, unit)
+        lost = directed(name, higher_is_better).loss(measured, baseline, unit)
         budget = Budget(BASELINE_PRECISION, baseline, lost, amount, unit, passed=lost <= amount + 1e-9)
         self.attach(name, budget)
         return BudgetCheck(budget.passed, budget.message(name, case.spec.precision, measured), budget)

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND, METRICS, QUALITY_METRICS, Metric, variant
+from energybench.catalog import BASELINE_PRECISION, DEFAULT_BACKEND, METRICS, QUALITY_METRICS, directed, variant
 from energybench.results.schema import Record, Run
 
 SHAPE_RULE = {"latency": "smallest", "throughput": "largest", "energy": "largest", "memory": "largest"}
@@ -148,8 +148,7 @@ def metric_loss(
     base = pick(records, Config(config.model, BASELINE_PRECISION, DEFAULT_BACKEND), metric)
     if own is None or base is None or own.value is None or base.value is None or (unit == "%" and not base.value):
         return None
-    judged = Metric(metric, "higher" if higher_is_better else "lower", "", "", selectable=False, custom=True)
-    value = judged.loss(own.value, base.value, unit)  # the catalog's one loss rule
+    value = directed(metric, higher_is_better).loss(own.value, base.value, unit)  # the catalog's one loss rule
     return Loss(metric, value, unit, limit, limit is None or value <= limit + 1e-9)
 
 

@@ -27,9 +27,8 @@ def peak_memory(case: Case) -> Record:
     A throw-away copy runs first, so one-time costs (loading the source model, kernel and
     thread-pool initialisation) fall before the baseline rather than into the figure.
     """
-    session, device = case.session, case.device
-    if case.build is None:  # a built precision (mixed) is copied from the one built, so it stays
-        session.release_prepared()
+    device = case.device
+    case.release_for_fresh()
     try:
         warm = case.fresh()
         batch = case.input_batch(case.batch_size, warm)

@@ -142,9 +142,8 @@ class GenerationRecorder:
     def memory(self, prompt: Any) -> Record:
         """Peak memory of one generation of a fresh copy (weights, activations and the KV cache) above
         the memory in use before the copy; the kernels are warm from the timed generations."""
-        session, device = self.case.session, self.case.device
-        if self.case.build is None:  # a built precision (mixed) is copied from the one built, so it stays
-            session.release_prepared()
+        device = self.case.device
+        self.case.release_for_fresh()
         baseline = workloads.memory_baseline(device)
         try:
             fresh = self.case.fresh()
